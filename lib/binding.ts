@@ -1,0 +1,58 @@
+import { resolve } from 'node:path'
+import nodeGypBuild from 'node-gyp-build'
+
+/** A failed probe as the addon reports it. */
+export interface NativeFailure {
+  ok: false
+  code: 'invalid_pid' | 'process_gone' | 'capture_error'
+  reason: string
+  errno: number
+}
+
+export type NativeCapture =
+  | { ok: true; pid: number; starttime: string; argv0: string | null; state?: string; threads?: number }
+  | NativeFailure
+
+export type NativeId = { ok: true; value: string } | NativeFailure
+
+/** The shape of the compiled addon (native/binding.cc). */
+export interface NativeBinding {
+  capture(pid: number): NativeCapture
+  bootId(): NativeId
+  machineId(): NativeId
+  pidNamespace(): NativeId
+  pidMax(): number
+  platform(): string
+  /** 0 or an errno; never blocks. */
+  lockExclusiveNB(fd: number): number
+  unlock(fd: number): number
+  parseProcargs2(buf: Buffer): string | null
+}
+
+export type BindingLoad = { binding: NativeBinding; error: null } | { binding: null; error: Error }
+
+/**
+ * Loads the addon from a package root. Never throws: a missing or broken binary is reported so
+ * every probe can fail closed instead of the import crashing.
+ */
+export function loadBinding(root: string): BindingLoad {
+  try {
+    return { binding: nodeGypBuild(root) as NativeBinding, error: null }
+  } catch (err) {
+    return { binding: null, error: err instanceof Error ? err : new Error(String(err)) }
+  }
+}
+
+/** Where the binary was found, for diagnostics and the no-compiler packaging check. */
+export function bindingPath(root: string): string | null {
+  try {
+    return nodeGypBuild.resolve(root)
+  } catch {
+    return null
+  }
+}
+
+// lib/*.ts (tests) and dist/*.{js,cjs} both sit one level below the package root.
+export const packageRoot: string = resolve(__dirname, '..')
+
+export const defaultBinding: BindingLoad = loadBinding(packageRoot)

@@ -1,0 +1,56 @@
+import { ProbeError } from './errors.js'
+import { type HostIdentity, type PidInfo, capturePidInfo, hostIdentity, isUnknownBootId } from './probes.js'
+
+export type HolderState = 'alive' | 'dead' | 'unverifiable' | 'foreign'
+
+/** What a hold records about its holder, enough for any later judge to classify it. */
+export interface HolderRecord {
+  pid: number
+  starttime: string
+  argv0: string | null
+  bootId: string
+  hostname: string
+  machineId: string | null
+  pidNamespace: string | null
+}
+
+/** Seams: the probe and the judge's own identity, injectable for tests. */
+export interface ClassifyContext {
+  capture?: (pid: number) => PidInfo
+  host?: HostIdentity
+}
+
+/**
+ * Classifies a holder. `dead` only on proof; `unverifiable` and `foreign` holders keep their
+ * slot. Never throws for a malformed record: what cannot be judged is not dead.
+ */
+export function classifyHolder(record: HolderRecord, ctx: ClassifyContext = {}): HolderState {
+  const host = ctx.host ?? hostIdentity()
+  const capture = ctx.capture ?? capturePidInfo
+
+  // 1. Another host: nothing here can speak for its processes.
+  if (record.hostname !== host.hostname) return 'foreign'
+  if (record.machineId && host.machineId && record.machineId !== host.machineId) return 'foreign'
+
+  // 2. Same host, another boot: every process of that boot is gone. Sentinels prove nothing.
+  const bootKnown = !isUnknownBootId(record.bootId) && !isUnknownBootId(host.bootId)
+  if (bootKnown && record.bootId !== host.bootId) return 'dead'
+
+  // 3. Pid numbers are not comparable across pid namespaces.
+  if (record.pidNamespace && host.pidNamespace && record.pidNamespace !== host.pidNamespace) {
+    return 'unverifiable'
+  }
+
+  // 4. Ask the kernel.
+  let now: PidInfo
+  try {
+    now = capture(record.pid)
+  } catch (err) {
+    if (err instanceof ProbeError && (err.code === 'process_gone' || err.code === 'invalid_pid')) return 'dead'
+    return 'unverifiable'
+  }
+
+  // 5. Same start time: the same process, whatever argv0 says now.
+  if (typeof record.starttime !== 'string' || record.starttime.length === 0) return 'unverifiable'
+  return now.starttime === record.starttime ? 'alive' : 'dead'
+}

@@ -1,0 +1,38 @@
+/** Codes a probe can fail with. Only `process_gone` is proof of absence. */
+export type ProbeErrorCode = 'invalid_pid' | 'process_gone' | 'capture_error'
+
+/** Raised by the process-identity probes. `code` is stable; `reason` is a short machine-readable detail. */
+export class ProbeError extends Error {
+  readonly code: ProbeErrorCode
+  readonly reason: string
+  readonly pid: number | undefined
+
+  constructor(code: ProbeErrorCode, reason: string, message: string, pid?: number) {
+    super(message)
+    this.name = 'ProbeError'
+    this.code = code
+    this.reason = reason
+    this.pid = pid
+  }
+}
+
+export type LeaseErrorCode =
+  | 'lease_busy'
+  | 'invalid_argument'
+  | 'lock_root_unsafe'
+  | 'lock_root_unwritable'
+  | 'locks_unsupported'
+  | 'aborted'
+
+/** Raised by the lease API. `capacity` is set only for `lease_busy` and is counts only. */
+export class LeaseError extends Error {
+  readonly code: LeaseErrorCode
+  readonly capacity?: { active: number; limit: number }
+
+  constructor(code: LeaseErrorCode, message: string, extra?: { capacity?: { active: number; limit: number }; cause?: unknown }) {
+    super(message, extra?.cause !== undefined ? { cause: extra.cause } : undefined)
+    this.name = code === 'aborted' ? 'AbortError' : 'LeaseError'
+    this.code = code
+    if (extra?.capacity) this.capacity = { active: extra.capacity.active, limit: extra.capacity.limit }
+  }
+}

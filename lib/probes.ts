@@ -1,0 +1,142 @@
+import { hostname as osHostname } from 'node:os'
+import { type BindingLoad, type NativeFailure, defaultBinding } from './binding.js'
+import { ProbeError } from './errors.js'
+
+/** Identity of one process at one moment. Compare `starttime` only for equality. */
+export interface PidInfo {
+  pid: number
+  /** Opaque decimal string of the raw kernel start value (Linux clock ticks, macOS µs). */
+  starttime: string
+  /** Advisory: rewritable by the process, null for zombies and kernel threads. */
+  argv0: string | null
+  state?: string
+  threads?: number
+}
+
+/** What a holder record says about the host that wrote it, and what a judge knows of its own. */
+export interface HostIdentity {
+  bootId: string
+  hostname: string
+  machineId: string | null
+  pidNamespace: string | null
+}
+
+export type VerifyResult = { match: true } | { match: false; reason: string }
+
+export interface Probes {
+  capturePidInfo(pid: number): PidInfo
+  currentBootId(): string
+  hostIdentity(): HostIdentity
+  verifyPidInfo(saved: PidInfo): VerifyResult
+  /** Largest pid this kernel hands out (read once), or null when unknown. */
+  pidMax(): number | null
+}
+
+const SENTINEL_PREFIX = 'unknown-'
+
+/** True for the `unknown-<hostname>` sentinel, which never proves or disproves a reboot. */
+export function isUnknownBootId(bootId: string): boolean {
+  return typeof bootId !== 'string' || bootId.startsWith(SENTINEL_PREFIX) || bootId.length === 0
+}
+
+function describePid(pid: unknown): string {
+  return typeof pid === 'number' ? String(pid) : typeof pid
+}
+
+function fromNative(f: NativeFailure, pid?: number): ProbeError {
+  const what = pid === undefined ? 'probe' : `pid ${pid}`
+  switch (f.code) {
+    case 'process_gone':
+      return new ProbeError('process_gone', f.reason, `${what}: no such process (${f.reason})`, pid)
+    case 'invalid_pid':
+      return new ProbeError('invalid_pid', f.reason, `${what}: not a valid pid (${f.reason})`, pid)
+    default:
+      return new ProbeError('capture_error', f.reason, `${what}: cannot verify (${f.reason}${f.errno ? `, errno ${f.errno}` : ''})`, pid)
+  }
+}
+
+/**
+ * Builds the probe functions over one binding. The public functions use the package's own
+ * binding; tests pass a failed load or another binding to reach the fail-closed paths.
+ */
+export function createProbes(load: BindingLoad, hostname: () => string = osHostname): Probes {
+  const native = load.binding
+  let bootId: string | undefined
+  let ids: { machineId: string | null; pidNamespace: string | null } | undefined
+  let maxPid: number | null | undefined
+
+  function unavailable(pid?: number): ProbeError {
+    const msg = load.error ? load.error.message.split('\n')[0] : 'not loaded'
+    return new ProbeError('capture_error', 'native_unavailable', `native binding unavailable: ${msg}`, pid)
+  }
+
+  function pidMax(): number | null {
+    if (maxPid === undefined) {
+      const v = native ? native.pidMax() : -1
+      maxPid = v > 0 ? v : null
+    }
+    return maxPid
+  }
+
+  function capturePidInfo(pid: number): PidInfo {
+    if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid < 1) {
+      throw new ProbeError('invalid_pid', 'not_a_pid', `not a valid pid: ${describePid(pid)}`)
+    }
+    const max = pidMax()
+    if (max !== null && pid > max) {
+      throw new ProbeError('invalid_pid', 'above_pid_max', `pid ${pid} is above this kernel's pid_max (${max})`, pid)
+    }
+    if (!native) throw unavailable(pid)
+    const r = native.capture(pid)
+    if (!r.ok) throw fromNative(r, pid)
+    const info: PidInfo = { pid: r.pid, starttime: r.starttime, argv0: r.argv0 }
+    if (r.state !== undefined) info.state = r.state
+    if (r.threads !== undefined) info.threads = r.threads
+    return info
+  }
+
+  function currentBootId(): string {
+    if (bootId === undefined) {
+      const r = native ? native.bootId() : null
+      // A process cannot outlive its boot, so one genuine read serves for its lifetime.
+      bootId = r && r.ok ? r.value : `${SENTINEL_PREFIX}${hostname()}`
+    }
+    return bootId
+  }
+
+  function hostIdentity(): HostIdentity {
+    if (ids === undefined) {
+      const m = native ? native.machineId() : null
+      const ns = native ? native.pidNamespace() : null
+      ids = { machineId: m && m.ok ? m.value : null, pidNamespace: ns && ns.ok ? ns.value : null }
+    }
+    return { bootId: currentBootId(), hostname: hostname(), machineId: ids.machineId, pidNamespace: ids.pidNamespace }
+  }
+
+  function verifyPidInfo(saved: PidInfo): VerifyResult {
+    if (saved === null || typeof saved !== 'object' || typeof saved.starttime !== 'string') {
+      return { match: false, reason: 'invalid_record' }
+    }
+    let now: PidInfo
+    try {
+      now = capturePidInfo(saved.pid)
+    } catch (err) {
+      return { match: false, reason: err instanceof ProbeError ? err.code : 'capture_error' }
+    }
+    if (now.starttime !== saved.starttime) return { match: false, reason: 'starttime_differs' }
+    return { match: true }
+  }
+
+  return { capturePidInfo, currentBootId, hostIdentity, verifyPidInfo, pidMax }
+}
+
+const probes = createProbes(defaultBinding)
+
+/** Identity of a live process; throws ProbeError (`invalid_pid`, `process_gone`, `capture_error`). */
+export const capturePidInfo: (pid: number) => PidInfo = probes.capturePidInfo
+/** This boot's id, or the `unknown-<hostname>` sentinel when no genuine id can be read. Cached. */
+export const currentBootId: () => string = probes.currentBootId
+/** Boot id, hostname, machine id and pid namespace of this process's host. */
+export const hostIdentity: () => HostIdentity = probes.hostIdentity
+/** Whether `saved` still describes a live process. Never throws. */
+export const verifyPidInfo: (saved: PidInfo) => VerifyResult = probes.verifyPidInfo

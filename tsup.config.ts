@@ -1,0 +1,13 @@
+import { defineConfig } from 'tsup'
+
+export default defineConfig({
+  entry: { index: 'lib/index.ts' },
+  format: ['esm', 'cjs'],
+  dts: true,
+  clean: true,
+  shims: true,
+  target: 'node20',
+  platform: 'node',
+  splitting: false,
+  sourcemap: false,
+})
