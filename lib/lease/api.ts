@@ -1,0 +1,81 @@
+import { resolve } from 'node:path'
+import { LeaseError } from '../errors.js'
+import { type AcquireHooks, type Lease, acquireWith } from './engine.js'
+import { FileStore } from './filestore.js'
+import { type LeaseOptions, checkKey, checkLockRoot, normalizeOptions } from './options.js'
+import { defaultLockRoot } from './root.js'
+import type { KeyStatus, SweepReport } from './store.js'
+
+const stores = new Map<string, FileStore>()
+
+/** One store per lock root and mode, so the root is vetted once per process, not per call. */
+export function storeFor(lockRoot: string | undefined, allowUnsafeFilesystem = false): FileStore {
+  const root = resolve(lockRoot ?? defaultLockRoot())
+  const id = `${allowUnsafeFilesystem ? 'unsafe' : 'safe'}:${root}`
+  let store = stores.get(id)
+  if (!store) {
+    store = new FileStore({ root, allowUnsafeFilesystem })
+    stores.set(id, store)
+  }
+  return store
+}
+
+/** Waits up to `waitMs` (default: until a slot frees or `signal` aborts) for a slot of `key`. */
+export async function acquireLease(opts: LeaseOptions): Promise<Lease> {
+  return acquireLeaseWith(opts)
+}
+
+/** acquireLease with engine hooks (progress callback, holder identity) for the CLI. */
+export async function acquireLeaseWith(opts: LeaseOptions, hooks?: AcquireHooks): Promise<Lease> {
+  const o = normalizeOptions(opts)
+  const lease = await acquireWith(storeFor(o.lockRoot, o.allowUnsafeFilesystem), o, 'wait', hooks)
+  if (lease === null) throw new LeaseError('lease_busy', 'no slot free', { capacity: { active: o.limit, limit: o.limit } })
+  return lease
+}
+
+/** Takes a free slot now, or resolves null when all are held. Never waits for a slot. */
+export async function tryAcquireLease(opts: LeaseOptions): Promise<Lease | null> {
+  const o = normalizeOptions(opts)
+  return acquireWith(storeFor(o.lockRoot, o.allowUnsafeFilesystem), o, 'try')
+}
+
+/** Runs fn while holding a slot; releases it however fn ends. */
+export async function withLease<T>(opts: LeaseOptions, fn: (lease: Lease) => Promise<T> | T): Promise<T> {
+  const lease = await acquireLease(opts)
+  try {
+    return await fn(lease)
+  } finally {
+    await lease.release()
+  }
+}
+
+export interface InspectOptions {
+  key: string
+  lockRoot?: string
+  /** Include holder identity (pid, argv0, host, times, metadata). Default: counts and states only. */
+  verbose?: boolean
+}
+
+/** Counts and per-slot states of a key. Judges holders but changes nothing. */
+export async function inspectLeases(opts: InspectOptions): Promise<KeyStatus> {
+  if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'options must be an object')
+  const key = checkKey(opts.key)
+  return storeFor(checkLockRoot(opts.lockRoot)).inspect(key, opts.verbose === true)
+}
+
+export interface ReclaimOptions extends InspectOptions {
+  /** Report what would be reclaimed without removing anything. */
+  dryRun?: boolean
+}
+
+/** Removes the records of holders proven gone (the engine also does this on every claim). */
+export async function reclaimLeases(opts: ReclaimOptions): Promise<SweepReport> {
+  if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'options must be an object')
+  const key = checkKey(opts.key)
+  return storeFor(checkLockRoot(opts.lockRoot)).sweep(key, opts.dryRun === true, opts.verbose === true)
+}
+
+/** Keys that have ever been used under a lock root. */
+export function listLeaseKeys(opts: { lockRoot?: string } = {}): string[] {
+  return storeFor(checkLockRoot(opts.lockRoot)).listKeys()
+}

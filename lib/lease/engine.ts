@@ -1,0 +1,240 @@
+import { writeSync } from 'node:fs'
+import type { HolderRecord } from '../classify.js'
+import { LeaseError } from '../errors.js'
+import { capturePidInfo, hostIdentity } from '../probes.js'
+import type { NormalizedOptions } from './options.js'
+import type { Grant, LeaseStore } from './store.js'
+
+/** A held slot. Release it exactly once; later calls return false. */
+export interface Lease {
+  readonly key: string
+  readonly slot: number
+  readonly token: string
+  /** Strictly increasing per key across all grants: pass it to the resource you protect. */
+  readonly fence: number
+  release(): Promise<boolean>
+  releaseSync(): boolean
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+// Pacing of the wait loop. A release wakes waiters through the directory watch; the backoff only
+// covers what no file event announces (a holder that died) and so bounds recovery time.
+const BUSY_FIRST_MS = 5
+const BUSY_MAX_MS = 100
+const CONTENDED_MAX_MS = 20
+const VANISHED_FIRST_MS = 20
+const VANISHED_MAX_MS = 500
+/** Extra time allowed to get through a gate another process holds for a moment. */
+const GATE_GRACE_MS = 100
+
+const held = new Set<LeaseHandle>()
+let exitHookInstalled = false
+
+function releaseAllOnExit(): void {
+  for (const lease of [...held]) {
+    try {
+      lease.releaseSync()
+    } catch (err) {
+      // The kernel drops our locks as we exit, so the slot is still reclaimable; say why it was left.
+      const msg = err instanceof Error ? err.message : String(err)
+      writeSync(2, `proclease: could not release lease on exit: ${msg}\n`)
+    }
+  }
+}
+
+function track(lease: LeaseHandle): void {
+  held.add(lease)
+  if (!exitHookInstalled) {
+    process.on('exit', releaseAllOnExit)
+    exitHookInstalled = true
+  }
+}
+
+function untrack(lease: LeaseHandle): void {
+  held.delete(lease)
+  if (held.size === 0 && exitHookInstalled) {
+    process.removeListener('exit', releaseAllOnExit)
+    exitHookInstalled = false
+  }
+}
+
+const internals = new WeakMap<Lease, { store: LeaseStore; grant: Grant }>()
+
+/** The store and grant behind a lease, for the CLI's hand-over to its command. */
+export function leaseInternals(lease: Lease): { store: LeaseStore; grant: Grant } | undefined {
+  return internals.get(lease)
+}
+
+class LeaseHandle implements Lease {
+  readonly key: string
+  readonly slot: number
+  readonly token: string
+  readonly fence: number
+  #store: LeaseStore
+  #grant: Grant
+  #done = false
+
+  constructor(store: LeaseStore, grant: Grant) {
+    this.key = grant.key
+    this.slot = grant.slot
+    this.token = grant.token
+    this.fence = grant.fence
+    this.#store = store
+    this.#grant = grant
+    internals.set(this, { store, grant })
+    track(this)
+  }
+
+  async release(): Promise<boolean> {
+    if (this.#done) return false
+    this.#done = true
+    untrack(this)
+    return this.#store.release(this.#grant)
+  }
+
+  releaseSync(): boolean {
+    if (this.#done) return false
+    this.#done = true
+    untrack(this)
+    return this.#store.releaseSync(this.#grant)
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release()
+  }
+
+  toJSON(): { key: string; slot: number; fence: number } {
+    return { key: this.key, slot: this.slot, fence: this.fence }
+  }
+}
+
+/** This process as a holder record. Identity that cannot be read is left unverifiable, not faked. */
+export function selfHolder(): HolderRecord {
+  const host = hostIdentity()
+  let starttime = ''
+  let argv0: string | null = null
+  try {
+    const me = capturePidInfo(process.pid)
+    starttime = me.starttime
+    argv0 = me.argv0
+  } catch {
+    // Others will judge this hold unverifiable by identity; the kernel witness still speaks.
+  }
+  return { pid: process.pid, starttime, argv0, ...host }
+}
+
+function abortError(signal: AbortSignal): LeaseError {
+  return new LeaseError('aborted', 'acquire aborted', { cause: signal.reason })
+}
+
+function busyError(active: number, limit: number): LeaseError {
+  return new LeaseError('lease_busy', `no slot freed in time (${active}/${limit} held)`, {
+    capacity: { active, limit },
+  })
+}
+
+/** Resolves after ms, or early when woken; rejects when the signal fires. Leaves nothing behind. */
+function pause(ms: number, signal: AbortSignal | undefined, setWake: (fn: (() => void) | null) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      setWake(null)
+    }
+    const timer = setTimeout(() => {
+      done()
+      resolve()
+    }, Math.max(0, ms))
+    const onAbort = (): void => {
+      done()
+      reject(abortError(signal as AbortSignal))
+    }
+    setWake(() => {
+      done()
+      resolve()
+    })
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+const jitter = (ms: number): number => ms * (0.5 + Math.random())
+
+export interface AcquireHooks {
+  /** Called with the holder count each time the key is found full (the CLI's progress line). */
+  onBusy?: (active: number, limit: number) => void
+  /** The identity to record; defaults to this process. */
+  holder?: () => HolderRecord
+}
+
+/**
+ * The wait loop over a store: deadline, backoff, watch, abort. `try` mode never waits for a
+ * slot; it only rides out a gate another process holds for a moment.
+ */
+export async function acquireWith(
+  store: LeaseStore,
+  opts: NormalizedOptions,
+  mode: 'wait' | 'try',
+  hooks: AcquireHooks = {},
+): Promise<Lease | null> {
+  const { key, limit, signal } = opts
+  if (signal?.aborted) throw abortError(signal)
+  const start = performance.now()
+  const deadline = mode === 'try' ? start : start + opts.waitMs
+  const holder = hooks.holder ?? selfHolder
+  let busyPause = BUSY_FIRST_MS
+  let contendedPause = 1
+  let vanishedPause = VANISHED_FIRST_MS
+  let lastActive: number | null = null
+  let wake: (() => void) | null = null
+  let unwatch: (() => void) | null = null
+
+  try {
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal)
+      const attempt = store.tryClaim({ key, limit, metadata: opts.metadata, holder: holder() })
+      const now = performance.now()
+      let waitMs: number
+      switch (attempt.kind) {
+        case 'granted':
+          return new LeaseHandle(store, attempt.grant)
+        case 'busy': {
+          lastActive = attempt.active
+          if (mode === 'try') return null
+          if (now >= deadline) throw busyError(attempt.active, attempt.limit)
+          hooks.onBusy?.(attempt.active, attempt.limit)
+          if (unwatch === null) {
+            unwatch = store.watch(key, () => wake?.())
+            // A release may have landed before the watch began: look once more right away.
+            continue
+          }
+          waitMs = jitter(busyPause)
+          busyPause = Math.min(busyPause * 2, BUSY_MAX_MS)
+          break
+        }
+        case 'contended':
+          if (now >= deadline + GATE_GRACE_MS) {
+            if (mode === 'try') return null
+            throw busyError(lastActive ?? limit, limit)
+          }
+          waitMs = jitter(contendedPause)
+          contendedPause = Math.min(contendedPause * 2, CONTENDED_MAX_MS)
+          break
+        case 'retry':
+          if (now >= deadline + GATE_GRACE_MS) {
+            if (mode === 'try') return null
+            throw busyError(lastActive ?? limit, limit)
+          }
+          // The lock root vanished (a cleaner): re-created on the next attempt, paced, never hot.
+          waitMs = jitter(vanishedPause)
+          vanishedPause = Math.min(vanishedPause * 2, VANISHED_MAX_MS)
+          break
+      }
+      const limitMs = attempt.kind === 'busy' ? deadline - now : deadline + GATE_GRACE_MS - now
+      await pause(Math.min(waitMs, Math.max(limitMs, 0)), signal, (fn) => {
+        wake = fn
+      })
+    }
+  } finally {
+    unwatch?.()
+  }
+}

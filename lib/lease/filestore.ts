@@ -1,0 +1,726 @@
+import { randomBytes } from 'node:crypto'
+import * as fs from 'node:fs'
+import { constants as osConstants } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
+import { getSystemErrorName } from 'node:util'
+import { type NativeBinding, defaultBinding } from '../binding.js'
+import { type ClassifyContext, classifyHolder } from '../classify.js'
+import { LeaseError } from '../errors.js'
+import { type HostIdentity, hostIdentity, isUnknownBootId } from '../probes.js'
+import { RECORD_VERSION, MAX_RECORD_BYTES, type SlotRecord, parseRecord, serializeRecord } from './records.js'
+import { type RootInfo, checkPrivateDir, ensureLockRoot, keyDirName } from './root.js'
+import type { ClaimAttempt, ClaimRequest, Grant, HolderStatus, KeyStatus, LeaseStore, SweepReport } from './store.js'
+import { type KernelWitness, type Verdict, judge } from './witness.js'
+
+const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = fs.constants
+const E = osConstants.errno
+
+const GATE = 'gate'
+const KEY_FILE = 'key'
+const SLOT_RE = /^slot-(0|[1-9][0-9]{0,14})$/
+const TMP_RE = /^tmp-[0-9a-f]{32}$/
+const FENCE_WIDTH = 20
+const ARGV0_MAX = 512
+
+/**
+ * Test-only fault seams. Production code never sets them; the public API cannot reach them.
+ * They exist so tests and the chaos harness can prove their checks catch a broken engine.
+ */
+export interface FileStoreFaults {
+  /** Skip the gate entirely (transitions interleave). */
+  noGate?: boolean
+  /** Reclaim slots whose holders are merely unverifiable or whose kernel lock is held. */
+  reclaimOnSuspicion?: boolean
+  /** Called inside a claim after the record is written to its temporary file, before publishing. */
+  beforePublish?: () => void
+}
+
+export interface FileStoreOptions {
+  root: string
+  allowUnsafeFilesystem?: boolean
+  /** Classification seams (probe and judge identity). */
+  classify?: ClassifyContext
+  /** The addon; defaults to the package's own. */
+  binding?: NativeBinding | null
+  faults?: FileStoreFaults
+}
+
+interface FileHandle {
+  dir: string
+  fd: number
+  dev: number
+  ino: number
+  released: boolean
+}
+
+interface Judged {
+  name: string
+  slot: number
+  verdict: Verdict
+  record: SlotRecord | null
+  problem?: string
+  fd: number | null
+  ino: number
+  dev: number
+}
+
+function errnoError(errno: number, syscall: string, path?: string): NodeJS.ErrnoException {
+  const code = getSystemErrorName(-errno)
+  const err: NodeJS.ErrnoException = new Error(`${syscall} failed: ${code}${path ? ` (${path})` : ''}`)
+  err.code = code
+  err.errno = -errno
+  err.syscall = syscall
+  if (path) err.path = path
+  return err
+}
+
+function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoException {
+  return err instanceof Error && codes.includes((err as NodeJS.ErrnoException).code ?? '')
+}
+
+const LOCKS_REFUSED = new Set([E.ENOLCK, E.EOPNOTSUPP, E.ENOTSUP, E.EINVAL, E.ENOSYS])
+
+class GateBusy {}
+class Vanished {
+  constructor(readonly reason: string) {}
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+}
+
+/** The file store: one directory per key, a kernel-locked gate, one record file per slot. */
+export class FileStore implements LeaseStore {
+  private readonly rootPath: string
+  private readonly allowUnsafe: boolean
+  private readonly classifyCtx: ClassifyContext
+  private readonly native: NativeBinding | null
+  private readonly faults: FileStoreFaults
+  private root: RootInfo | null = null
+  private readonly uid: number
+
+  constructor(opts: FileStoreOptions) {
+    this.rootPath = opts.root
+    this.allowUnsafe = opts.allowUnsafeFilesystem === true
+    this.classifyCtx = opts.classify ?? {}
+    this.native = opts.binding === undefined ? defaultBinding.binding : opts.binding
+    this.faults = opts.faults ?? {}
+    this.uid = typeof process.getuid === 'function' ? process.getuid() : -1
+  }
+
+  // ---- kernel locks -------------------------------------------------------------------
+
+  /** True when the lock was taken, false when another open file holds it. */
+  private tryLock(fd: number, path: string): boolean {
+    if (!this.native) {
+      throw new LeaseError('locks_unsupported', 'kernel locks unavailable: the native binding could not be loaded')
+    }
+    const rc = this.native.lockExclusiveNB(fd)
+    if (rc === 0) return true
+    if (rc === E.EWOULDBLOCK || rc === E.EAGAIN) return false
+    if (LOCKS_REFUSED.has(rc)) {
+      throw new LeaseError('locks_unsupported', `the filesystem refuses kernel locks (${getSystemErrorName(-rc)})`)
+    }
+    throw errnoError(rc, 'flock', path)
+  }
+
+  // ---- root and key directory -----------------------------------------------------------
+
+  private rootInfo(): RootInfo {
+    if (this.root === null) this.root = ensureLockRoot(this.rootPath, this.allowUnsafe)
+    return this.root
+  }
+
+  private keyDir(key: string, create: boolean): string | null {
+    const root = this.rootInfo()
+    const dir = join(root.path, keyDirName(key))
+    let st: fs.Stats
+    try {
+      st = fs.lstatSync(dir)
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err
+      if (!create) {
+        this.checkRootStillThere()
+        return null
+      }
+      try {
+        fs.mkdirSync(dir, { mode: 0o700 })
+      } catch (mkErr) {
+        if (isErrno(mkErr, 'ENOENT')) throw this.rootVanished()
+        if (isErrno(mkErr, 'EACCES', 'EPERM', 'EROFS')) {
+          throw new LeaseError('lock_root_unwritable', `lock root ${root.path} is not writable (${mkErr.code})`, { cause: mkErr })
+        }
+        if (!isErrno(mkErr, 'EEXIST')) throw mkErr
+      }
+      st = fs.lstatSync(dir)
+    }
+    checkPrivateDir(dir, st, 'the key directory')
+    return dir
+  }
+
+  private checkRootStillThere(): void {
+    try {
+      fs.lstatSync(this.rootInfo().path)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw this.rootVanished()
+      throw err
+    }
+  }
+
+  private rootVanished(): Vanished {
+    this.root = null
+    return new Vanished('lock_root_vanished')
+  }
+
+  // ---- the gate -----------------------------------------------------------------------
+
+  /**
+   * Runs fn while holding the key's gate. Throws GateBusy when another process holds it and
+   * Vanished when the directory disappeared; returns null for a missing key when !create.
+   */
+  private withGate<T>(key: string, create: boolean, fn: (dir: string, gateFd: number | null) => T): T | null {
+    const dir = this.keyDir(key, create)
+    if (dir === null) return null
+    if (this.faults.noGate) return fn(dir, null)
+    const gatePath = join(dir, GATE)
+    let fd: number
+    try {
+      fd = fs.openSync(gatePath, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw this.rootVanished()
+      if (isErrno(err, 'ELOOP', 'EISDIR', 'ENXIO')) {
+        throw new LeaseError('lock_root_unsafe', `gate file ${gatePath} is not a regular file`)
+      }
+      throw err
+    }
+    try {
+      if (!this.tryLock(fd, gatePath)) throw new GateBusy()
+      // A gate unlinked after we opened it would serialize nothing: lock only the live path.
+      const mine = fs.fstatSync(fd)
+      let current: fs.Stats
+      try {
+        current = fs.lstatSync(gatePath)
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) throw this.rootVanished()
+        throw err
+      }
+      if (current.ino !== mine.ino || current.dev !== mine.dev) throw new Vanished('gate_replaced')
+      if (!mine.isFile() || mine.uid !== this.uid) {
+        throw new LeaseError('lock_root_unsafe', `gate file ${gatePath} is not a private regular file`)
+      }
+      return fn(dir, fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  /** withGate for operations that must complete: waits out other processes' transitions. */
+  private async withGateWaiting<T>(key: string, create: boolean, fn: (dir: string, gateFd: number | null) => T): Promise<T | null> {
+    let pause = 1
+    for (;;) {
+      try {
+        return this.withGate(key, create, fn)
+      } catch (err) {
+        if (err instanceof Vanished && err.reason === 'gate_replaced') continue
+        if (!(err instanceof GateBusy)) throw err
+      }
+      await delay(pause * (0.5 + Math.random()))
+      pause = Math.min(pause * 2, 50)
+    }
+  }
+
+  private withGateSync<T>(key: string, create: boolean, fn: (dir: string, gateFd: number | null) => T): T | null {
+    let pause = 1
+    for (;;) {
+      try {
+        return this.withGate(key, create, fn)
+      } catch (err) {
+        if (err instanceof Vanished && err.reason === 'gate_replaced') continue
+        if (!(err instanceof GateBusy)) throw err
+      }
+      sleepSync(pause)
+      pause = Math.min(pause * 2, 20)
+    }
+  }
+
+  // ---- judging slots ------------------------------------------------------------------
+
+  private host(): HostIdentity {
+    return this.classifyCtx.host ?? hostIdentity()
+  }
+
+  private judgeSlot(dir: string, name: string, slot: number, host: HostIdentity): Judged | null {
+    const path = join(dir, name)
+    const corrupt = (problem: string, fd: number | null = null, st?: fs.Stats): Judged => ({
+      name,
+      slot,
+      verdict: { occupied: true, reclaim: false, state: 'corrupt', inconsistent: false },
+      record: null,
+      problem,
+      fd,
+      ino: st ? st.ino : 0,
+      dev: st ? st.dev : 0,
+    })
+    // Never open what is not a regular file: a device or FIFO could block or have side effects.
+    let pre: fs.Stats
+    try {
+      pre = fs.lstatSync(path)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null
+      throw err
+    }
+    if (pre.isSymbolicLink()) return corrupt('symlink', null, pre)
+    if (!pre.isFile()) return corrupt('not_a_file', null, pre)
+    let fd: number
+    try {
+      fd = fs.openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null
+      if (isErrno(err, 'ELOOP')) return corrupt('symlink')
+      if (isErrno(err, 'EACCES', 'EPERM', 'ENXIO')) return corrupt('unreadable')
+      throw err
+    }
+    const st = fs.fstatSync(fd)
+    if (!st.isFile()) return corrupt('not_a_file', fd, st)
+    if (st.uid !== this.uid) return corrupt('foreign_owner', fd, st)
+    if (st.size > MAX_RECORD_BYTES) return corrupt('oversized', fd, st)
+
+    let kernelFree: boolean
+    try {
+      kernelFree = this.tryLock(fd, path)
+    } catch (err) {
+      fs.closeSync(fd)
+      throw err
+    }
+    const buf = Buffer.alloc(st.size + 1)
+    let len = 0
+    for (;;) {
+      const n = fs.readSync(fd, buf, len, buf.length - len, len)
+      if (n === 0) break
+      len += n
+      if (len === buf.length) return corrupt('oversized', fd, st)
+    }
+    const parsed = parseRecord(buf.toString('utf8', 0, len))
+    if (!parsed.ok) return corrupt(parsed.why, fd, st)
+    const record = parsed.record
+    if (record.slot !== slot) return corrupt('slot_mismatch', fd, st)
+
+    const identity = classifyHolder(record, { ...this.classifyCtx, host })
+    const sameKernel = !isUnknownBootId(record.bootId) && !isUnknownBootId(host.bootId) && record.bootId === host.bootId
+    const kernel: KernelWitness =
+      record.kernelLock && sameKernel && this.rootInfo().kernelLocks ? (kernelFree ? 'free' : 'held') : 'not_applicable'
+    let verdict = judge(identity, kernel)
+    if (this.faults.reclaimOnSuspicion && identity !== 'alive') {
+      verdict = { occupied: false, reclaim: true, state: 'dead', inconsistent: false }
+    }
+    return { name, slot, verdict, record, fd, ino: st.ino, dev: st.dev }
+  }
+
+  /** Judges every entry of a key directory. Temporary files are returned for cleanup. */
+  private scan(dir: string): { judged: Judged[]; temps: string[] } {
+    const host = this.host()
+    const judged: Judged[] = []
+    const temps: string[] = []
+    let names: string[]
+    try {
+      names = fs.readdirSync(dir)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw this.rootVanished()
+      throw err
+    }
+    try {
+      for (const name of names) {
+        if (name === GATE || name === KEY_FILE) continue
+        if (TMP_RE.test(name)) {
+          temps.push(name)
+          continue
+        }
+        const m = SLOT_RE.exec(name)
+        if (!m) {
+          // Unknown entries are not ours to judge or delete: they hold a place (fail closed).
+          judged.push({
+            name,
+            slot: -1,
+            verdict: { occupied: true, reclaim: false, state: 'corrupt', inconsistent: false },
+            record: null,
+            problem: 'unknown_entry',
+            fd: null,
+            ino: 0,
+            dev: 0,
+          })
+          continue
+        }
+        const j = this.judgeSlot(dir, name, Number(m[1]), host)
+        if (j) judged.push(j)
+      }
+    } catch (err) {
+      closeAll(judged)
+      throw err
+    }
+    return { judged, temps }
+  }
+
+  /** Removes a proven-dead record, only if the path still names the file we judged. */
+  private reclaim(dir: string, j: Judged): boolean {
+    const path = join(dir, j.name)
+    try {
+      const st = fs.lstatSync(path)
+      if (st.ino !== j.ino || st.dev !== j.dev) return false
+      fs.unlinkSync(path)
+      return true
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false
+      throw err
+    }
+  }
+
+  /** Leftovers of writers killed mid-claim: only a gate holder can see them, and it is alone. */
+  private cleanTemps(dir: string, temps: string[]): void {
+    for (const name of temps) {
+      const path = join(dir, name)
+      try {
+        const st = fs.lstatSync(path)
+        if (!st.isFile() || st.uid !== this.uid) continue
+        fs.unlinkSync(path)
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err
+      }
+    }
+  }
+
+  // ---- fence --------------------------------------------------------------------------
+
+  /**
+   * Next fence: above the stored counter and every fence still on disk. A fresh key starts from
+   * the clock in microseconds, so fences keep rising even if the whole lock root is wiped.
+   */
+  private nextFence(gateFd: number | null, dir: string, seen: number): number {
+    const buf = Buffer.alloc(FENCE_WIDTH)
+    let stored = 0
+    const fd = gateFd ?? fs.openSync(join(dir, GATE), O_RDWR | O_CREAT | O_NOFOLLOW, 0o600)
+    try {
+      const n = fs.readSync(fd, buf, 0, FENCE_WIDTH, 0)
+      const text = buf.toString('ascii', 0, n)
+      if (/^[0-9]{1,20}$/.test(text)) stored = Number(text)
+      const next = Math.max(stored + 1, seen + 1, stored === 0 ? Date.now() * 1000 : 0)
+      fs.writeSync(fd, Buffer.from(String(next).padStart(FENCE_WIDTH, '0')), 0, FENCE_WIDTH, 0)
+      return next
+    } finally {
+      if (gateFd === null) fs.closeSync(fd)
+    }
+  }
+
+  // ---- operations ---------------------------------------------------------------------
+
+  tryClaim(req: ClaimRequest): ClaimAttempt {
+    try {
+      const out = this.withGate(req.key, true, (dir, gateFd) => this.claimLocked(dir, gateFd, req))
+      if (out === null) return { kind: 'retry', reason: 'key_directory_missing' }
+      return out
+    } catch (err) {
+      if (err instanceof GateBusy) return { kind: 'contended' }
+      if (err instanceof Vanished) return { kind: 'retry', reason: err.reason }
+      throw err
+    }
+  }
+
+  private claimLocked(dir: string, gateFd: number | null, req: ClaimRequest): ClaimAttempt {
+    this.ensureKeyFile(dir, req.key)
+    const { judged, temps } = this.scan(dir)
+    let grantFd: number | null = null
+    try {
+      this.cleanTemps(dir, temps)
+      let maxFence = 0
+      const taken = new Set<number>()
+      let active = 0
+      for (const j of judged) {
+        if (j.record) maxFence = Math.max(maxFence, j.record.fence)
+        if (j.verdict.reclaim && this.reclaim(dir, j)) continue
+        // Everything left counts, including holders above a lowered limit and unreadable entries.
+        if (j.slot >= 0) taken.add(j.slot)
+        active++
+      }
+      if (active >= req.limit) return { kind: 'busy', active, limit: req.limit }
+
+      let slot = 0
+      while (taken.has(slot)) slot++
+      const token = randomBytes(16).toString('hex')
+      const fence = this.nextFence(gateFd, dir, maxFence)
+      const record: SlotRecord = {
+        v: RECORD_VERSION,
+        key: req.key,
+        slot,
+        token,
+        fence,
+        limit: req.limit,
+        kernelLock: this.rootInfo().kernelLocks,
+        acquiredAt: new Date().toISOString(),
+        ...holderFields(req.holder),
+        metadata: req.metadata,
+      }
+      // Written and locked under a temporary name, then renamed: a record is never visible half-written.
+      const tmp = join(dir, `tmp-${token}`)
+      grantFd = fs.openSync(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+      if (!this.tryLock(grantFd, tmp)) throw new Error(`fresh slot file ${tmp} is locked by another process`)
+      const bytes = serializeRecord(record)
+      fs.writeSync(grantFd, bytes, 0, bytes.length, 0)
+      this.faults.beforePublish?.()
+      fs.renameSync(tmp, join(dir, `slot-${slot}`))
+      const st = fs.fstatSync(grantFd)
+      const handle: FileHandle = { dir, fd: grantFd, dev: st.dev, ino: st.ino, released: false }
+      grantFd = null
+      return { kind: 'granted', grant: { key: req.key, slot, token, fence, handle } }
+    } catch (err) {
+      if (grantFd !== null) fs.closeSync(grantFd)
+      if (isErrno(err, 'ENOENT')) throw this.rootVanished()
+      throw err
+    } finally {
+      closeAll(judged)
+    }
+  }
+
+  /** Records the exact key once, for listing; written atomically like a record. */
+  private ensureKeyFile(dir: string, key: string): void {
+    const path = join(dir, KEY_FILE)
+    try {
+      fs.lstatSync(path)
+      return
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err
+    }
+    const tmp = join(dir, `tmp-${randomBytes(16).toString('hex')}`)
+    const fd = fs.openSync(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+    try {
+      const bytes = Buffer.from(JSON.stringify({ v: RECORD_VERSION, key }) + '\n')
+      fs.writeSync(fd, bytes, 0, bytes.length, 0)
+    } finally {
+      fs.closeSync(fd)
+    }
+    fs.renameSync(tmp, path)
+  }
+
+  private releaseLocked(h: FileHandle, grant: Grant): boolean {
+    const path = join(h.dir, `slot-${grant.slot}`)
+    let st: fs.Stats
+    try {
+      st = fs.lstatSync(path)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false
+      throw err
+    }
+    // Ours only if the path still names our locked file and that file still carries our token.
+    if (st.ino !== h.ino || st.dev !== h.dev) return false
+    const buf = Buffer.alloc(Math.min(st.size, MAX_RECORD_BYTES))
+    const n = fs.readSync(h.fd, buf, 0, buf.length, 0)
+    const parsed = parseRecord(buf.toString('utf8', 0, n))
+    if (!parsed.ok || parsed.record.token !== grant.token) return false
+    fs.unlinkSync(path)
+    return true
+  }
+
+  private finishRelease(h: FileHandle): void {
+    h.released = true
+    fs.closeSync(h.fd)
+  }
+
+  async release(grant: Grant): Promise<boolean> {
+    const h = grant.handle as FileHandle
+    if (h.released) return false
+    try {
+      const out = await this.withGateWaiting(grant.key, false, () => this.releaseLocked(h, grant))
+      return out === true
+    } catch (err) {
+      if (err instanceof Vanished) return false
+      throw err
+    } finally {
+      if (!h.released) this.finishRelease(h)
+    }
+  }
+
+  releaseSync(grant: Grant): boolean {
+    const h = grant.handle as FileHandle
+    if (h.released) return false
+    try {
+      const out = this.withGateSync(grant.key, false, () => this.releaseLocked(h, grant))
+      return out === true
+    } catch (err) {
+      if (err instanceof Vanished) return false
+      throw err
+    } finally {
+      if (!h.released) this.finishRelease(h)
+    }
+  }
+
+  /**
+   * Rewrites a held record in place with a new holder identity (the CLI hands its hold to the
+   * command it runs). One write of at least the old length, so a killed writer never tears it.
+   */
+  async transfer(grant: Grant, holder: HolderRecordInput): Promise<boolean> {
+    const h = grant.handle as FileHandle
+    if (h.released) return false
+    const out = await this.withGateWaiting(grant.key, false, (dir) => {
+      const path = join(dir, `slot-${grant.slot}`)
+      const st = fs.lstatSync(path)
+      if (st.ino !== h.ino || st.dev !== h.dev) return false
+      const buf = Buffer.alloc(Math.min(st.size, MAX_RECORD_BYTES))
+      const n = fs.readSync(h.fd, buf, 0, buf.length, 0)
+      const parsed = parseRecord(buf.toString('utf8', 0, n))
+      if (!parsed.ok || parsed.record.token !== grant.token) return false
+      const bytes = serializeRecord({ ...parsed.record, ...holderFields(holder) }, st.size)
+      fs.writeSync(h.fd, bytes, 0, bytes.length, 0)
+      return true
+    })
+    return out === true
+  }
+
+  /** The open descriptor carrying the slot's kernel lock (for handing to a child process). */
+  lockDescriptor(grant: Grant): number {
+    return (grant.handle as FileHandle).fd
+  }
+
+  private status(key: string, judged: Judged[], verbose: boolean): KeyStatus {
+    const holders: HolderStatus[] = []
+    let active = 0
+    let limit: number | undefined
+    for (const j of judged) {
+      if (j.verdict.occupied) active++
+      const h: HolderStatus = { slot: j.slot, state: j.verdict.state }
+      if (j.record) limit = Math.max(limit ?? 0, j.record.limit)
+      if (verbose) {
+        if (j.record) {
+          const r = j.record
+          Object.assign(h, {
+            pid: r.pid,
+            starttime: r.starttime,
+            argv0: r.argv0,
+            hostname: r.hostname,
+            acquiredAt: r.acquiredAt,
+            fence: r.fence,
+            limit: r.limit,
+            metadata: r.metadata,
+          })
+        }
+        if (j.verdict.inconsistent) h.inconsistent = true
+        if (j.problem) h.problem = j.problem
+      }
+      holders.push(h)
+    }
+    holders.sort((a, b) => a.slot - b.slot)
+    const out: KeyStatus = { key, active, holders }
+    if (limit !== undefined) out.limit = limit
+    return out
+  }
+
+  async inspect(key: string, verbose: boolean): Promise<KeyStatus> {
+    const out = await this.withGateWaiting(key, false, (dir) => {
+      const { judged } = this.scan(dir)
+      try {
+        return this.status(key, judged, verbose)
+      } finally {
+        closeAll(judged)
+      }
+    })
+    return out ?? { key, active: 0, holders: [] }
+  }
+
+  async sweep(key: string, dryRun: boolean, verbose: boolean): Promise<SweepReport> {
+    const out = await this.withGateWaiting(key, false, (dir) => {
+      const { judged, temps } = this.scan(dir)
+      try {
+        const reclaimed: SweepReport['reclaimed'] = []
+        const remaining: Judged[] = []
+        if (!dryRun) this.cleanTemps(dir, temps)
+        for (const j of judged) {
+          if (j.verdict.reclaim && (dryRun || this.reclaim(dir, j))) {
+            const item: { slot: number; pid?: number } = { slot: j.slot }
+            if (verbose && j.record) item.pid = j.record.pid
+            reclaimed.push(item)
+            if (dryRun) remaining.push(j)
+          } else {
+            remaining.push(j)
+          }
+        }
+        return { key, dryRun, reclaimed, status: this.status(key, remaining, verbose) }
+      } finally {
+        closeAll(judged)
+      }
+    })
+    return out ?? { key, dryRun, reclaimed: [], status: { key, active: 0, holders: [] } }
+  }
+
+  watch(key: string, onChange: () => void): () => void {
+    let watcher: fs.FSWatcher | null = null
+    try {
+      const dir = join(this.rootInfo().path, keyDirName(key))
+      watcher = fs.watch(dir, { persistent: false }, () => onChange())
+      // A vanished directory ends the watch; the engine's backoff carries on without it.
+      watcher.on('error', () => {
+        watcher?.close()
+        watcher = null
+      })
+    } catch {
+      watcher = null
+    }
+    return () => {
+      watcher?.close()
+      watcher = null
+    }
+  }
+
+  /** Keys that have a directory under the root, from their key files. */
+  listKeys(): string[] {
+    const root = this.rootInfo().path
+    const keys: string[] = []
+    let names: string[]
+    try {
+      names = fs.readdirSync(root)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return []
+      throw err
+    }
+    for (const name of names.sort()) {
+      if (!name.startsWith('k-')) continue
+      try {
+        const fd = fs.openSync(join(root, name, KEY_FILE), O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        try {
+          const st = fs.fstatSync(fd)
+          if (!st.isFile() || st.size > 4096) continue
+          const raw = JSON.parse(fs.readFileSync(fd, 'utf8')) as { key?: unknown }
+          if (typeof raw.key === 'string' && keyDirName(raw.key) === name) keys.push(raw.key)
+        } finally {
+          fs.closeSync(fd)
+        }
+      } catch {
+        // A directory without a readable key file is not listable by name; it is skipped.
+      }
+    }
+    return keys
+  }
+}
+
+export type HolderRecordInput = Pick<
+  SlotRecord,
+  'pid' | 'starttime' | 'argv0' | 'bootId' | 'hostname' | 'machineId' | 'pidNamespace'
+>
+
+function holderFields(h: HolderRecordInput): HolderRecordInput {
+  return {
+    pid: h.pid,
+    starttime: h.starttime,
+    argv0: h.argv0 === null ? null : h.argv0.slice(0, ARGV0_MAX),
+    bootId: h.bootId,
+    hostname: h.hostname,
+    machineId: h.machineId,
+    pidNamespace: h.pidNamespace,
+  }
+}
+
+function closeAll(judged: Judged[]): void {
+  for (const j of judged) {
+    if (j.fd !== null) {
+      fs.closeSync(j.fd)
+      j.fd = null
+    }
+  }
+}

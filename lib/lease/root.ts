@@ -1,0 +1,129 @@
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { LeaseError } from '../errors.js'
+
+/**
+ * The per-user private default: $XDG_RUNTIME_DIR/proclease when that directory is ours and
+ * private, else <tmpdir>/proclease-<uid>.
+ */
+export function defaultLockRoot(env: NodeJS.ProcessEnv = process.env): string {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0
+  const xdg = env.XDG_RUNTIME_DIR
+  if (xdg && xdg.startsWith('/')) {
+    try {
+      const st = fs.lstatSync(xdg)
+      if (st.isDirectory() && st.uid === uid && (st.mode & 0o077) === 0) return join(xdg, 'proclease')
+    } catch {
+      // Not usable: fall through to the temporary directory.
+    }
+  }
+  return join(tmpdir(), `proclease-${uid}`)
+}
+
+/** Filesystems whose kernel locks are emulated, per-client or absent (statfs f_type values). */
+const UNTRUSTED_FS: ReadonlyMap<number, string> = new Map([
+  [0x6969, 'nfs'],
+  [0x517b, 'smb'],
+  [0xff534d42, 'cifs'],
+  [0xfe534d42, 'smb2'],
+  [0x65735546, 'fuse'],
+  [0x01021997, 'v9fs'],
+  [0x00c36400, 'ceph'],
+  [0x5346414f, 'afs'],
+  [0x6b414653, 'afs'],
+  [0x0bd00bd0, 'lustre'],
+  [0x01161970, 'gfs2'],
+  [0x7461636f, 'ocfs2'],
+  [0x6a656a63, 'virtiofs'],
+  [0x73757245, 'coda'],
+])
+
+/** Name of an untrusted filesystem type, or null when kernel locks can be trusted. */
+export function untrustedFilesystem(type: number): string | null {
+  return UNTRUSTED_FS.get(type >>> 0) ?? null
+}
+
+function unsafe(root: string, why: string): LeaseError {
+  return new LeaseError('lock_root_unsafe', `lock root ${root} is unsafe: ${why}`)
+}
+
+function unwritable(root: string, err: NodeJS.ErrnoException): LeaseError {
+  return new LeaseError('lock_root_unwritable', `lock root ${root} is not writable (${err.code})`, { cause: err })
+}
+
+function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoException {
+  return err instanceof Error && codes.includes((err as NodeJS.ErrnoException).code ?? '')
+}
+
+/** Checks a directory we are about to trust: ours, a real directory, not writable by others. */
+export function checkPrivateDir(path: string, st: fs.Stats, label: string): void {
+  if (st.isSymbolicLink()) throw unsafe(path, `${label} is a symbolic link`)
+  if (!st.isDirectory()) throw unsafe(path, `${label} is not a directory`)
+  const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid
+  if (st.uid !== uid) throw unsafe(path, `${label} is owned by uid ${st.uid}, not ${uid}`)
+  if ((st.mode & 0o022) !== 0) throw unsafe(path, `${label} is group- or world-writable`)
+}
+
+export interface RootInfo {
+  path: string
+  /** Kernel locks on this filesystem are trusted. */
+  kernelLocks: boolean
+}
+
+/**
+ * Resolves, creates (0700) and vets a lock root. Safe to call again after the root vanished:
+ * it is re-created and re-vetted.
+ */
+export function ensureLockRoot(root: string, allowUnsafeFilesystem: boolean): RootInfo {
+  const path = resolve(root)
+  let st: fs.Stats
+  try {
+    st = fs.lstatSync(path)
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err
+    try {
+      fs.mkdirSync(path, { recursive: true, mode: 0o700 })
+    } catch (mkErr) {
+      if (isErrno(mkErr, 'EACCES', 'EPERM', 'EROFS')) throw unwritable(path, mkErr)
+      if (isErrno(mkErr, 'ENOTDIR')) throw unsafe(path, 'a parent is not a directory')
+      if (!isErrno(mkErr, 'EEXIST')) throw mkErr
+    }
+    st = fs.lstatSync(path)
+  }
+  checkPrivateDir(path, st, 'it')
+  let type: number
+  try {
+    type = fs.statfsSync(path).type
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) throw err
+    throw new LeaseError('locks_unsupported', `cannot tell the filesystem type of ${path}`, { cause: err })
+  }
+  const fsName = untrustedFilesystem(type)
+  if (fsName !== null && !allowUnsafeFilesystem) {
+    throw new LeaseError(
+      'locks_unsupported',
+      `lock root ${path} is on ${fsName}, where kernel locks cannot be trusted; use a local directory or opt into identity-only mode with allowUnsafeFilesystem`,
+    )
+  }
+  return { path, kernelLocks: fsName === null }
+}
+
+const SLUG_MAX = 40
+
+/**
+ * Injective name of a key's directory: a readable slug plus a hash of the exact key, so keys
+ * differing only in case or punctuation never share a directory, even on case-insensitive disks.
+ */
+export function keyDirName(key: string): string {
+  const slug = key
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '_')
+    .replace(/^[._-]+/, '')
+    .slice(0, SLUG_MAX)
+  const hash = createHash('sha256').update(key, 'utf8').digest('hex').slice(0, 32)
+  return `k-${slug}-${hash}`
+}
+
+export const KEY_DIR_PATTERN = /^k-[a-z0-9._-]*-[0-9a-f]{32}$/
