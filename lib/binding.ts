@@ -27,6 +27,8 @@ export interface NativeBinding {
   lockExclusiveNB(fd: number): number
   unlock(fd: number): number
   parseProcargs2(buf: Buffer): string | null
+  /** Calls back once when the process exits; throws (with .errno) when it cannot be watched. */
+  ExitWatch: new (pid: number, onExit: () => void) => { close(): void }
 }
 
 export type BindingLoad = { binding: NativeBinding; error: null } | { binding: null; error: Error }

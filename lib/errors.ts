@@ -27,7 +27,7 @@ export type LeaseErrorCode =
 /** Raised by the lease API. `capacity` is set only for `lease_busy` and is counts only. */
 export class LeaseError extends Error {
   readonly code: LeaseErrorCode
-  readonly capacity?: { active: number; limit: number }
+  declare readonly capacity?: { active: number; limit: number }
 
   constructor(code: LeaseErrorCode, message: string, extra?: { capacity?: { active: number; limit: number }; cause?: unknown }) {
     super(message, extra?.cause !== undefined ? { cause: extra.cause } : undefined)

@@ -2,6 +2,8 @@
 // behind platform.h; results come back as { code, reason, errno } instead of exceptions so
 // the TypeScript layer owns the error types.
 #include <napi.h>
+#include <unistd.h>
+#include <uv.h>
 
 #include <cmath>
 
@@ -101,7 +103,103 @@ Napi::Value ParseProcargs2(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, out);
 }
 
+// Calls back once when a process exits, through the event loop (a uv_poll on the descriptor from
+// pl_exit_handle_open). The engine uses it only to wake a waiter early; proof still comes from
+// a fresh judgement under the gate.
+class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ExitWatch", {InstanceMethod("close", &ExitWatch::Close)});
+  }
+
+  // new ExitWatch(pid, callback); throws with .errno when the process cannot be watched.
+  explicit ExitWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ExitWatch>(info) {
+    Napi::Env env = info.Env();
+    double pid = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+    if (info.Length() < 2 || !info[1].IsFunction() || !std::isfinite(pid) || pid != std::floor(pid) || pid < 1 ||
+        pid > 2147483647.0) {
+      Napi::TypeError::New(env, "ExitWatch(pid, callback)").ThrowAsJavaScriptException();
+      return;
+    }
+    int fd = pl_exit_handle_open((long long)pid);
+    if (fd < 0) {
+      Napi::Error err = Napi::Error::New(env, "cannot watch process");
+      err.Set("errno", Napi::Number::New(env, -fd));
+      err.ThrowAsJavaScriptException();
+      return;
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      close(fd);
+      Napi::Error::New(env, "no event loop").ThrowAsJavaScriptException();
+      return;
+    }
+    state_ = new State();
+    state_->owner = this;
+    state_->fd = fd;
+    state_->env = env;
+    state_->callback = Napi::Persistent(info[1].As<Napi::Function>());
+    state_->poll.data = state_;
+    if (uv_poll_init(loop, &state_->poll, fd) != 0 || uv_poll_start(&state_->poll, UV_READABLE, OnReadable) != 0) {
+      state_->callback.Reset();
+      uv_close(reinterpret_cast<uv_handle_t*>(&state_->poll), OnClosed);
+      state_ = nullptr;
+      Napi::Error::New(env, "cannot poll process handle").ThrowAsJavaScriptException();
+      return;
+    }
+    // A watch alone never keeps the process alive.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&state_->poll));
+  }
+
+  ~ExitWatch() override { Stop(); }
+
+ private:
+  struct State {
+    uv_poll_t poll;
+    int fd;
+    napi_env env;
+    Napi::FunctionReference callback;
+    ExitWatch* owner;
+  };
+
+  static void OnClosed(uv_handle_t* handle) {
+    State* st = static_cast<State*>(handle->data);
+    close(st->fd);
+    delete st;
+  }
+
+  static void OnReadable(uv_poll_t* poll, int, int) {
+    State* st = static_cast<State*>(poll->data);
+    Napi::Env env(st->env);
+    Napi::HandleScope scope(env);
+    Napi::Function fn = st->callback.Value();
+    if (st->owner != nullptr) st->owner->state_ = nullptr;
+    st->callback.Reset();
+    uv_poll_stop(poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll), OnClosed);
+    fn.MakeCallback(env.Global(), {});
+  }
+
+  void Stop() {
+    if (state_ == nullptr) return;
+    State* st = state_;
+    state_ = nullptr;
+    st->owner = nullptr;
+    st->callback.Reset();
+    uv_poll_stop(&st->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&st->poll), OnClosed);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Stop();
+    return info.Env().Undefined();
+  }
+
+  State* state_ = nullptr;
+};
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("ExitWatch", ExitWatch::Define(env));
   exports.Set("capture", Napi::Function::New(env, Capture));
   exports.Set("bootId", Napi::Function::New(env, BootId));
   exports.Set("machineId", Napi::Function::New(env, MachineId));

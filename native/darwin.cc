@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/event.h>
 #include <sys/sysctl.h>
 #include <sys/types.h>
 #include <time.h>
@@ -128,4 +129,18 @@ extern "C" pl_status pl_pid_namespace(char* out, size_t cap) {
   (void)out;
   (void)cap;
   return fail(PL_CAPTURE_ERROR, "unsupported_platform", 0);
+}
+
+extern "C" int pl_exit_handle_open(long long pid) {
+  if (pid < 1 || pid > kPidLimit) return -EINVAL;
+  int kq = kqueue();
+  if (kq < 0) return -errno;
+  struct kevent ev;
+  EV_SET(&ev, (uintptr_t)pid, EVFILT_PROC, EV_ADD | EV_ONESHOT, NOTE_EXIT, 0, NULL);
+  if (kevent(kq, &ev, 1, NULL, 0, NULL) != 0) {
+    int e = errno;
+    close(kq);
+    return -e;
+  }
+  return kq;  // readable once the exit event is queued
 }

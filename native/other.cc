@@ -18,3 +18,4 @@ extern "C" pl_status pl_machine_id(char*, size_t) { return unsupported(); }
 extern "C" pl_status pl_pid_namespace(char*, size_t) { return unsupported(); }
 extern "C" int pl_lock_exclusive_nb(int) { return ENOTSUP; }
 extern "C" int pl_unlock(int) { return ENOTSUP; }
+extern "C" int pl_exit_handle_open(long long) { return -ENOTSUP; }

@@ -51,6 +51,10 @@ const char* pl_platform(void);
 int pl_lock_exclusive_nb(int fd);
 int pl_unlock(int fd);
 
+// A descriptor that becomes readable when the process exits (Linux pidfd, macOS kqueue with
+// EVFILT_PROC/NOTE_EXIT), or -errno. Only a wake-up hint: it never proves anything by itself.
+int pl_exit_handle_open(long long pid);
+
 // Platform-neutral parser of the macOS KERN_PROCARGS2 buffer: copies argv[0] into out and
 // returns 1, or returns 0 when the buffer holds no usable argv[0].
 int pl_parse_procargs2(const unsigned char* buf, size_t len, char* out, size_t cap);

@@ -3,6 +3,7 @@ import type { HolderRecord } from '../classify.js'
 import { LeaseError } from '../errors.js'
 import { capturePidInfo, hostIdentity } from '../probes.js'
 import type { NormalizedOptions } from './options.js'
+import { ExitWatches } from './exitwatch.js'
 import type { Grant, LeaseStore } from './store.js'
 
 /** A held slot. Release it exactly once; later calls return false. */
@@ -21,6 +22,8 @@ export interface Lease {
 // covers what no file event announces (a holder that died) and so bounds recovery time.
 const BUSY_FIRST_MS = 5
 const BUSY_MAX_MS = 100
+/** Ceiling when every holder's exit is watched: then only rare, silent changes need the poll. */
+const BUSY_WATCHED_MAX_MS = 1000
 const CONTENDED_MAX_MS = 20
 const VANISHED_FIRST_MS = 20
 const VANISHED_MAX_MS = 500
@@ -108,19 +111,23 @@ class LeaseHandle implements Lease {
   }
 }
 
-/** This process as a holder record. Identity that cannot be read is left unverifiable, not faked. */
+let selfCache: HolderRecord | null = null
+
+/**
+ * This process as a holder record. Read once: pid and start time never change for a process,
+ * and argv0 is advisory. Identity that cannot be read is left unverifiable, not faked.
+ */
 export function selfHolder(): HolderRecord {
+  if (selfCache !== null && selfCache.pid === process.pid) return selfCache
   const host = hostIdentity()
-  let starttime = ''
-  let argv0: string | null = null
   try {
     const me = capturePidInfo(process.pid)
-    starttime = me.starttime
-    argv0 = me.argv0
+    selfCache = { pid: process.pid, starttime: me.starttime, argv0: me.argv0, ...host }
+    return selfCache
   } catch {
     // Others will judge this hold unverifiable by identity; the kernel witness still speaks.
+    return { pid: process.pid, starttime: '', argv0: null, ...host }
   }
-  return { pid: process.pid, starttime, argv0, ...host }
 }
 
 function abortError(signal: AbortSignal): LeaseError {
@@ -187,6 +194,7 @@ export async function acquireWith(
   let lastActive: number | null = null
   let wake: (() => void) | null = null
   let unwatch: (() => void) | null = null
+  let exits: ExitWatches | null = null
 
   try {
     for (;;) {
@@ -207,8 +215,10 @@ export async function acquireWith(
             // A release may have landed before the watch began: look once more right away.
             continue
           }
+          exits ??= new ExitWatches(() => wake?.())
+          const watched = exits.update(attempt.holderPids ?? []) && attempt.holderPids !== null
           waitMs = jitter(busyPause)
-          busyPause = Math.min(busyPause * 2, BUSY_MAX_MS)
+          busyPause = Math.min(busyPause * 2, watched ? BUSY_WATCHED_MAX_MS : BUSY_MAX_MS)
           break
         }
         case 'contended':
@@ -225,6 +235,9 @@ export async function acquireWith(
             throw busyError(lastActive ?? limit, limit)
           }
           // The lock root vanished (a cleaner): re-created on the next attempt, paced, never hot.
+          // The old directory's watch died with it; a new one starts on the next busy answer.
+          unwatch?.()
+          unwatch = null
           waitMs = jitter(vanishedPause)
           vanishedPause = Math.min(vanishedPause * 2, VANISHED_MAX_MS)
           break
@@ -236,5 +249,6 @@ export async function acquireWith(
     }
   } finally {
     unwatch?.()
+    exits?.close()
   }
 }

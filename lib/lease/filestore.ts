@@ -306,13 +306,18 @@ export class FileStore implements LeaseStore {
     const record = parsed.record
     if (record.slot !== slot) return corrupt('slot_mismatch', fd, st)
 
-    const identity = classifyHolder(record, { ...this.classifyCtx, host })
     const sameKernel = !isUnknownBootId(record.bootId) && !isUnknownBootId(host.bootId) && record.bootId === host.bootId
     const kernel: KernelWitness =
       record.kernelLock && sameKernel && this.rootInfo().kernelLocks ? (kernelFree ? 'free' : 'held') : 'not_applicable'
-    let verdict = judge(identity, kernel)
-    if (this.faults.reclaimOnSuspicion && identity !== 'alive') {
-      verdict = { occupied: false, reclaim: true, state: 'dead', inconsistent: false }
+    let verdict: Verdict
+    if (this.faults.reclaimOnSuspicion) {
+      const identity = classifyHolder(record, { ...this.classifyCtx, host })
+      verdict = identity === 'alive' ? judge(identity, 'held') : { occupied: false, reclaim: true, state: 'dead', inconsistent: false }
+    } else if (kernel === 'held') {
+      // A held kernel lock settles it: no need to probe the holder's identity.
+      verdict = judge('alive', kernel)
+    } else {
+      verdict = judge(classifyHolder(record, { ...this.classifyCtx, host }), kernel)
     }
     return { name, slot, verdict, record, fd, ino: st.ino, dev: st.dev }
   }
@@ -441,7 +446,7 @@ export class FileStore implements LeaseStore {
         if (j.slot >= 0) taken.add(j.slot)
         active++
       }
-      if (active >= req.limit) return { kind: 'busy', active, limit: req.limit }
+      if (active >= req.limit) return { kind: 'busy', active, limit: req.limit, holderPids: this.holderPids(judged) }
 
       let slot = 0
       while (taken.has(slot)) slot++
@@ -478,6 +483,23 @@ export class FileStore implements LeaseStore {
     } finally {
       closeAll(judged)
     }
+  }
+
+  /**
+   * Pids of the occupying holders, when every one of them is a process of this kernel and pid
+   * namespace whose exit a waiter can watch; null otherwise.
+   */
+  private holderPids(judged: Judged[]): number[] | null {
+    const host = this.host()
+    const pids: number[] = []
+    for (const j of judged) {
+      if (!j.verdict.occupied) continue
+      const r = j.record
+      if (!r || !Number.isSafeInteger(r.pid) || r.pid < 1) return null
+      if (isUnknownBootId(r.bootId) || r.bootId !== host.bootId || r.pidNamespace !== host.pidNamespace) return null
+      pids.push(r.pid)
+    }
+    return pids
   }
 
   /** Records the exact key once, for listing; written atomically like a record. */
@@ -658,6 +680,7 @@ export class FileStore implements LeaseStore {
       watcher.on('error', () => {
         watcher?.close()
         watcher = null
+        onChange()
       })
     } catch {
       watcher = null

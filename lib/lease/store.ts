@@ -25,7 +25,13 @@ export interface ClaimRequest {
  */
 export type ClaimAttempt =
   | { kind: 'granted'; grant: Grant }
-  | { kind: 'busy'; active: number; limit: number }
+  | {
+      kind: 'busy'
+      active: number
+      limit: number
+      /** Local processes whose exit would free a slot, or null when some holder has none. */
+      holderPids: number[] | null
+    }
   | { kind: 'contended' }
   | { kind: 'retry'; reason: string }
 
