@@ -25,6 +25,8 @@ export interface ClassifyContext {
  * slot. Never throws for a malformed record: what cannot be judged is not dead.
  */
 export function classifyHolder(record: HolderRecord, ctx: ClassifyContext = {}): HolderState {
+  // Not a record at all (a corrupt file parsed to null, a number...): nothing to judge.
+  if (record === null || typeof record !== 'object') return 'unverifiable'
   const host = ctx.host ?? hostIdentity()
   const capture = ctx.capture ?? capturePidInfo
 

@@ -114,16 +114,25 @@ export function createProbes(load: BindingLoad, hostname: () => string = osHostn
   }
 
   function verifyPidInfo(saved: PidInfo): VerifyResult {
-    if (saved === null || typeof saved !== 'object' || typeof saved.starttime !== 'string') {
+    // Read each field once: a record parsed from disk may be anything, even an object whose
+    // getters throw, and this function promises never to throw.
+    let pid: unknown
+    let starttime: unknown
+    try {
+      if (saved === null || typeof saved !== 'object') return { match: false, reason: 'invalid_record' }
+      pid = saved.pid
+      starttime = saved.starttime
+    } catch {
       return { match: false, reason: 'invalid_record' }
     }
+    if (typeof starttime !== 'string') return { match: false, reason: 'invalid_record' }
     let now: PidInfo
     try {
-      now = capturePidInfo(saved.pid)
+      now = capturePidInfo(pid as number)
     } catch (err) {
       return { match: false, reason: err instanceof ProbeError ? err.code : 'capture_error' }
     }
-    if (now.starttime !== saved.starttime) return { match: false, reason: 'starttime_differs' }
+    if (now.starttime !== starttime) return { match: false, reason: 'starttime_differs' }
     return { match: true }
   }
 

@@ -34,6 +34,8 @@ export interface FileStoreFaults {
   reclaimOnSuspicion?: boolean
   /** Called inside a claim after the record is written to its temporary file, before publishing. */
   beforePublish?: () => void
+  /** Called inside a claim after the key directory was judged and counted, before the record is written. */
+  afterScan?: () => void
 }
 
 export interface FileStoreOptions {
@@ -82,6 +84,8 @@ function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoException
 const LOCKS_REFUSED = new Set([E.ENOLCK, E.EOPNOTSUPP, E.ENOTSUP, E.EINVAL, E.ENOSYS])
 
 class GateBusy {}
+const BUSY: unique symbol = Symbol('gate busy')
+const SYNC_GATE_MAX_MS = 10_000
 class Vanished {
   constructor(readonly reason: string) {}
 }
@@ -216,31 +220,40 @@ export class FileStore implements LeaseStore {
   }
 
   /** withGate for operations that must complete: waits out other processes' transitions. */
-  private async withGateWaiting<T>(key: string, create: boolean, fn: (dir: string, gateFd: number | null) => T): Promise<T | null> {
-    let pause = 1
-    for (;;) {
-      try {
-        return this.withGate(key, create, fn)
-      } catch (err) {
-        if (err instanceof Vanished && err.reason === 'gate_replaced') continue
-        if (!(err instanceof GateBusy)) throw err
-      }
-      await delay(pause * (0.5 + Math.random()))
-      pause = Math.min(pause * 2, 50)
+  /** One pass at the gate: the result, or BUSY when another process is mid-transition. */
+  private gateOnce<T>(key: string, create: boolean, fn: (dir: string, gateFd: number | null) => T): T | null | typeof BUSY {
+    try {
+      return this.withGate(key, create, fn)
+    } catch (err) {
+      if (err instanceof GateBusy || (err instanceof Vanished && err.reason === 'gate_replaced')) return BUSY
+      throw err
     }
   }
 
+  /** withGate for operations that must complete: waits out other processes' transitions. */
+  private async withGateWaiting<T>(key: string, create: boolean, fn: (dir: string, gateFd: number | null) => T): Promise<T | null> {
+    for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+      const out = this.gateOnce(key, create, fn)
+      if (out !== BUSY) return out
+      await delay(pause * (0.5 + Math.random()))
+    }
+  }
+
+  /**
+   * The synchronous form, for releaseSync and exit. Bounded: a gate holder that is stopped
+   * (SIGSTOP) must not hang our exit; the kernel still drops our slot lock when we go.
+   */
   private withGateSync<T>(key: string, create: boolean, fn: (dir: string, gateFd: number | null) => T): T | null {
-    let pause = 1
-    for (;;) {
-      try {
-        return this.withGate(key, create, fn)
-      } catch (err) {
-        if (err instanceof Vanished && err.reason === 'gate_replaced') continue
-        if (!(err instanceof GateBusy)) throw err
+    const deadline = performance.now() + SYNC_GATE_MAX_MS
+    for (let pause = 1; ; pause = Math.min(pause * 2, 20)) {
+      const out = this.gateOnce(key, create, fn)
+      if (out !== BUSY) return out
+      if (performance.now() > deadline) {
+        const err: NodeJS.ErrnoException = new Error(`gate of the key held by another process for over ${SYNC_GATE_MAX_MS} ms`)
+        err.code = 'ETIMEDOUT'
+        throw err
       }
       sleepSync(pause)
-      pause = Math.min(pause * 2, 20)
     }
   }
 
@@ -447,6 +460,7 @@ export class FileStore implements LeaseStore {
         active++
       }
       if (active >= req.limit) return { kind: 'busy', active, limit: req.limit, holderPids: this.holderPids(judged) }
+      this.faults.afterScan?.()
 
       let slot = 0
       while (taken.has(slot)) slot++
@@ -471,6 +485,15 @@ export class FileStore implements LeaseStore {
       const bytes = serializeRecord(record)
       fs.writeSync(grantFd, bytes, 0, bytes.length, 0)
       this.faults.beforePublish?.()
+      // The count above is only as good as the gate: if the lock root was deleted and re-created
+      // while we worked (a tmp cleaner), `dir` now names a directory we never counted, where
+      // someone may already hold this slot. Publish only under the live gate.
+      if (!this.gateIsLive(dir, gateFd)) {
+        fs.closeSync(grantFd)
+        grantFd = null
+        unlinkQuietly(tmp)
+        throw this.rootVanished()
+      }
       fs.renameSync(tmp, join(dir, `slot-${slot}`))
       const st = fs.fstatSync(grantFd)
       const handle: FileHandle = { dir, fd: grantFd, dev: st.dev, ino: st.ino, released: false }
@@ -500,6 +523,19 @@ export class FileStore implements LeaseStore {
       pids.push(r.pid)
     }
     return pids
+  }
+
+  /** True while the gate file we hold locked is still the one the key directory's path names. */
+  private gateIsLive(dir: string, gateFd: number | null): boolean {
+    if (gateFd === null) return true
+    const mine = fs.fstatSync(gateFd)
+    try {
+      const current = fs.lstatSync(join(dir, GATE))
+      return current.ino === mine.ino && current.dev === mine.dev
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false
+      throw err
+    }
   }
 
   /** Records the exact key once, for listing; written atomically like a record. */
@@ -736,6 +772,15 @@ function holderFields(h: HolderRecordInput): HolderRecordInput {
     hostname: h.hostname,
     machineId: h.machineId,
     pidNamespace: h.pidNamespace,
+  }
+}
+
+/** Removes a file of ours by path; already gone is fine. */
+function unlinkQuietly(path: string): void {
+  try {
+    fs.unlinkSync(path)
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err
   }
 }
 

@@ -1,0 +1,185 @@
+#!/usr/bin/env node
+// Proves the npm tarball works on a machine with no compiler: pack it, install it into fresh
+// projects with a PATH holding only node, npm and sh, and load it with require() and import().
+// The binary must come from prebuilds/ (the tarball carries no build/), probe this process
+// correctly, and nothing may be compiled during install.
+//
+// Usage: node scripts/check-tarball.mjs [--skip-build]
+//   --skip-build  use the dist/ and prebuilds/ already built (as .ci/run does)
+import { execFileSync } from 'node:child_process'
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { delimiter, dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const skipBuild = process.argv.includes('--skip-build')
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+
+class CheckFailed extends Error {}
+function check(ok, message) {
+  if (!ok) throw new CheckFailed(message)
+}
+function step(msg) {
+  console.log(`check-tarball: ${msg}`)
+}
+
+/** The environment for child commands: ours minus npm's per-run variables, with a given PATH. */
+function cleanEnv(path, extra = {}) {
+  const env = {}
+  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k)) env[k] = v
+  // Where node-gyp could still be reached, keep it off the network (headers from /usr).
+  return { ...env, PATH: path, npm_config_nodedir: '/usr', npm_config_audit: 'false', npm_config_fund: 'false', ...extra }
+}
+
+function run(cmd, args, opts = {}) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts })
+  } catch (err) {
+    throw new CheckFailed(`${cmd} ${args.join(' ')} failed (exit ${err.status}):\n${err.stdout ?? ''}${err.stderr ?? ''}`)
+  }
+}
+
+function build() {
+  const env = cleanEnv(process.env.PATH ?? '')
+  step('building dist/ (tsup) and prebuilds/ (prebuildify)')
+  run('npm', ['run', '--silent', 'build'], { cwd: root, env })
+  run('npm', ['run', '--silent', 'prebuildify'], { cwd: root, env })
+}
+
+function prebuildFiles() {
+  const dir = join(root, 'prebuilds')
+  if (!existsSync(dir)) return []
+  return readdirSync(dir, { recursive: true }).filter((f) => String(f).endsWith('.node')).map(String)
+}
+
+function pack(dest) {
+  const out = run('npm', ['pack', '--json', '--pack-destination', dest], { cwd: root, env: cleanEnv(process.env.PATH ?? '') })
+  const info = JSON.parse(out)[0]
+  const tarball = join(dest, info.filename)
+  const files = run('tar', ['tzf', tarball]).split('\n').filter(Boolean)
+  step(`packed ${info.filename}: ${files.length} files, ${info.size} bytes`)
+  check(!files.some((f) => f.startsWith('package/build/')), `tarball contains build/:\n${files.filter((f) => f.startsWith('package/build/')).join('\n')}`)
+  check(!files.some((f) => f.startsWith('package/node_modules/')), 'tarball contains node_modules/')
+  check(!files.some((f) => f.startsWith('package/test/')), 'tarball contains test/')
+  const prebuilt = `package/prebuilds/${process.platform}-${process.arch}/`
+  check(
+    files.some((f) => f.startsWith(prebuilt) && f.endsWith('.node')),
+    `tarball has no ${prebuilt}*.node; it has:\n${files.join('\n')}`,
+  )
+  for (const f of ['package/dist/index.js', 'package/dist/index.cjs', 'package/dist/index.d.ts', 'package/package.json', 'package/binding.gyp']) {
+    check(files.includes(f), `tarball lacks ${f}`)
+  }
+  return tarball
+}
+
+/** A bin dir with only node, npm and sh: no compiler, no python, no make. */
+function toolchainFreePath(base) {
+  const bin = join(base, 'bin')
+  mkdirSync(bin)
+  const npmCli = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin')
+  const links = {
+    node: process.execPath,
+    npm: join(npmCli, 'npm-cli.js'),
+    npx: join(npmCli, 'npx-cli.js'),
+    sh: '/bin/sh',
+  }
+  for (const [name, target] of Object.entries(links)) {
+    check(existsSync(target), `cannot find ${name} at ${target}`)
+    symlinkSync(target, join(bin, name))
+  }
+  for (const tool of ['cc', 'gcc', 'g++', 'c++', 'clang', 'python', 'python3', 'make']) {
+    for (const dir of bin.split(delimiter)) {
+      let found = false
+      try {
+        accessSync(join(dir, tool), constants.X_OK)
+        found = true
+      } catch {}
+      check(!found, `${tool} is reachable on the restricted PATH`)
+    }
+  }
+  return bin
+}
+
+// Runs inside the consumer project: loads the package, probes itself against /proc, and reports
+// where the binary came from (node-gyp-build's answer and the file actually mapped).
+const probeScript = (loader) => `
+const fs = require('fs'), path = require('path')
+const { createRequire } = require('module')
+async function main() {
+  const p = ${loader === 'require' ? "require('proclease')" : "await import('proclease')"}
+  const pkgdir = path.dirname(require.resolve('proclease/package.json'))
+  const ngb = createRequire(path.join(pkgdir, 'package.json'))('node-gyp-build')
+  const info = p.capturePidInfo(process.pid)
+  const stat = fs.readFileSync('/proc/self/stat', 'latin1')
+  const kernelStart = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  const mapped = [...new Set(fs.readFileSync('/proc/self/maps', 'utf8').split('\\n')
+    .map((l) => l.slice(l.indexOf('/'))).filter((f) => f.endsWith('.node')))]
+  console.log(JSON.stringify({ self: process.pid, pid: info.pid, starttime: info.starttime, kernelStart, bootId: p.currentBootId(),
+    resolved: ngb.resolve(pkgdir), mapped, pkgdir, hasBuild: fs.existsSync(path.join(pkgdir, 'build')) }))
+}
+main().catch((e) => { console.error(e); process.exit(1) })
+`
+
+function verifyLoad(project, path, label, extraEnv) {
+  for (const loader of ['require', 'import']) {
+    const script = join(project, `probe-${loader}.cjs`)
+    writeFileSync(script, probeScript(loader))
+    const out = run(process.execPath, [script], { cwd: project, env: cleanEnv(path, extraEnv) })
+    const r = JSON.parse(out.trim())
+    const where = `${label}, ${loader}()${extraEnv.PREBUILDS_ONLY ? ', PREBUILDS_ONLY=1' : ''}`
+    check(r.pid === r.self, `${where}: capturePidInfo returned ${JSON.stringify(r)}`)
+    check(r.starttime === r.kernelStart, `${where}: starttime ${r.starttime} != kernel ${r.kernelStart}`)
+    check(/^[0-9a-f-]{36}$/.test(r.bootId), `${where}: boot id is ${r.bootId}`)
+    check(!r.hasBuild, `${where}: the installed package has a build/ directory (something compiled)`)
+    const prebuilds = join(r.pkgdir, 'prebuilds') + '/'
+    check(r.resolved.startsWith(prebuilds), `${where}: node-gyp-build resolves ${r.resolved}, not a prebuild`)
+    check(r.mapped.length === 1 && r.mapped[0] === r.resolved, `${where}: mapped ${JSON.stringify(r.mapped)}, expected ${r.resolved}`)
+    step(`ok ${where}: ${r.resolved.slice(r.pkgdir.length + 1)}`)
+  }
+}
+
+function install(base, name, tarball, path, flags, extraEnv) {
+  const project = join(base, name)
+  mkdirSync(project)
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: `consumer-${name}`, version: '1.0.0', private: true }))
+  step(`npm install ${flags.join(' ')} (${name})${extraEnv.PREBUILDS_ONLY ? ' with PREBUILDS_ONLY=1' : ''}`)
+  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', ...flags, tarball], { cwd: project, env: cleanEnv(path, extraEnv) })
+  const installed = join(project, 'node_modules', pkg.name)
+  check(existsSync(join(installed, 'package.json')), `${name}: ${pkg.name} not installed`)
+  check(!existsSync(join(installed, 'build')), `${name}: install created build/ (it compiled instead of using the prebuild)`)
+  return project
+}
+
+function main() {
+  if (!skipBuild) build()
+  check(existsSync(join(root, 'dist', 'index.js')) && existsSync(join(root, 'dist', 'index.cjs')), 'dist/ is not built')
+  const prebuilt = prebuildFiles()
+  check(prebuilt.length > 0, 'prebuilds/ is empty: run `npm run prebuildify`')
+  step(`prebuilds: ${prebuilt.join(', ')}`)
+
+  // The '#' checks that the package finds its root from a file URL in an unusual install path.
+  const base = mkdtempSync(join(tmpdir(), 'proclease-tarball-#-'))
+  try {
+    const tarball = pack(base)
+    const path = toolchainFreePath(base)
+    const normal = install(base, 'normal', tarball, path, [], {})
+    verifyLoad(normal, path, 'normal install', {})
+    verifyLoad(normal, path, 'normal install', { PREBUILDS_ONLY: '1' })
+    const noScripts = install(base, 'ignore-scripts', tarball, path, ['--ignore-scripts'], { PREBUILDS_ONLY: '1' })
+    verifyLoad(noScripts, path, 'install --ignore-scripts', { PREBUILDS_ONLY: '1' })
+    step('tarball OK')
+  } finally {
+    rmSync(base, { recursive: true, force: true })
+  }
+}
+
+try {
+  main()
+} catch (err) {
+  if (err instanceof CheckFailed) {
+    console.error(`check-tarball: FAILED: ${err.message}`)
+    process.exit(1)
+  }
+  throw err
+}
