@@ -83,12 +83,16 @@ export function createProbes(load: BindingLoad, hostname: () => string = osHostn
       throw new ProbeError('invalid_pid', 'not_a_pid', `not a valid pid: ${describePid(pid)}`)
     }
     const max = pidMax()
-    if (max !== null && pid > max) {
-      throw new ProbeError('invalid_pid', 'above_pid_max', `pid ${pid} is above this kernel's pid_max (${max})`, pid)
-    }
     if (!native) throw unavailable(pid)
     const r = native.capture(pid)
-    if (!r.ok) throw fromNative(r, pid)
+    if (!r.ok) {
+      // Above pid_max and absent: a pid this kernel could not have handed out. (A live process
+      // above a since-lowered pid_max is still reported: the bound never hides a holder.)
+      if (max !== null && pid > max && (r.code === 'process_gone' || r.code === 'invalid_pid')) {
+        throw new ProbeError('invalid_pid', 'above_pid_max', `pid ${pid} is above this kernel's pid_max (${max})`, pid)
+      }
+      throw fromNative(r, pid)
+    }
     const info: PidInfo = { pid: r.pid, starttime: r.starttime, argv0: r.argv0 }
     if (r.state !== undefined) info.state = r.state
     if (r.threads !== undefined) info.threads = r.threads

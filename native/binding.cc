@@ -106,6 +106,10 @@ Napi::Value ParseProcargs2(const Napi::CallbackInfo& info) {
 // Calls back once when a process exits, through the event loop (a uv_poll on the descriptor from
 // pl_exit_handle_open). The engine uses it only to wake a waiter early; proof still comes from
 // a fresh judgement under the gate.
+//
+// Lifetime: the poll handle lives in a heap State freed only by uv_close's callback. Each State
+// registers an async cleanup hook, so a stopping environment (worker.terminate) closes the poll
+// and waits for that callback before the addon can be unloaded.
 class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -121,6 +125,11 @@ class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
       Napi::TypeError::New(env, "ExitWatch(pid, callback)").ThrowAsJavaScriptException();
       return;
     }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      Napi::Error::New(env, "no event loop").ThrowAsJavaScriptException();
+      return;
+    }
     int fd = pl_exit_handle_open((long long)pid);
     if (fd < 0) {
       Napi::Error err = Napi::Error::New(env, "cannot watch process");
@@ -128,27 +137,33 @@ class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
       err.ThrowAsJavaScriptException();
       return;
     }
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    State* st = new State();
+    st->fd = fd;
+    st->env = env;
+    st->poll.data = st;
+    if (uv_poll_init(loop, &st->poll, fd) != 0) {
+      // Never initialised, so never closed through libuv.
       close(fd);
-      Napi::Error::New(env, "no event loop").ThrowAsJavaScriptException();
-      return;
-    }
-    state_ = new State();
-    state_->owner = this;
-    state_->fd = fd;
-    state_->env = env;
-    state_->callback = Napi::Persistent(info[1].As<Napi::Function>());
-    state_->poll.data = state_;
-    if (uv_poll_init(loop, &state_->poll, fd) != 0 || uv_poll_start(&state_->poll, UV_READABLE, OnReadable) != 0) {
-      state_->callback.Reset();
-      uv_close(reinterpret_cast<uv_handle_t*>(&state_->poll), OnClosed);
-      state_ = nullptr;
+      delete st;
       Napi::Error::New(env, "cannot poll process handle").ThrowAsJavaScriptException();
       return;
     }
+    if (napi_add_async_cleanup_hook(env, OnEnvCleanup, st, &st->hook) != napi_ok) {
+      st->hook = nullptr;
+      BeginClose(st);
+      Napi::Error::New(env, "cannot register cleanup").ThrowAsJavaScriptException();
+      return;
+    }
+    if (uv_poll_start(&st->poll, UV_READABLE, OnReadable) != 0) {
+      BeginClose(st);
+      Napi::Error::New(env, "cannot poll process handle").ThrowAsJavaScriptException();
+      return;
+    }
+    st->callback = Napi::Persistent(info[1].As<Napi::Function>());
+    st->owner = this;
+    state_ = st;
     // A watch alone never keeps the process alive.
-    uv_unref(reinterpret_cast<uv_handle_t*>(&state_->poll));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&st->poll));
   }
 
   ~ExitWatch() override { Stop(); }
@@ -156,38 +171,61 @@ class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
  private:
   struct State {
     uv_poll_t poll;
-    int fd;
-    napi_env env;
+    int fd = -1;
+    napi_env env = nullptr;
+    napi_async_cleanup_hook_handle hook = nullptr;
     Napi::FunctionReference callback;
-    ExitWatch* owner;
+    ExitWatch* owner = nullptr;
+    bool closing = false;
   };
 
-  static void OnClosed(uv_handle_t* handle) {
-    State* st = static_cast<State*>(handle->data);
-    close(st->fd);
-    delete st;
-  }
-
-  static void OnReadable(uv_poll_t* poll, int, int) {
-    State* st = static_cast<State*>(poll->data);
-    Napi::Env env(st->env);
-    Napi::HandleScope scope(env);
-    Napi::Function fn = st->callback.Value();
+  // Starts closing a State that is not closing yet; OnClosed finishes the job.
+  static void BeginClose(State* st) {
+    if (st->closing) return;
+    st->closing = true;
     if (st->owner != nullptr) st->owner->state_ = nullptr;
-    st->callback.Reset();
-    uv_poll_stop(poll);
-    uv_close(reinterpret_cast<uv_handle_t*>(poll), OnClosed);
-    fn.MakeCallback(env.Global(), {});
-  }
-
-  void Stop() {
-    if (state_ == nullptr) return;
-    State* st = state_;
-    state_ = nullptr;
     st->owner = nullptr;
     st->callback.Reset();
     uv_poll_stop(&st->poll);
     uv_close(reinterpret_cast<uv_handle_t*>(&st->poll), OnClosed);
+  }
+
+  static void OnClosed(uv_handle_t* handle) {
+    State* st = static_cast<State*>(handle->data);
+    close(st->fd);
+    // Lets a stopping environment proceed (and the addon be unloaded) only now.
+    if (st->hook != nullptr) napi_remove_async_cleanup_hook(st->hook);
+    delete st;
+  }
+
+  static void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+    BeginClose(static_cast<State*>(arg));
+  }
+
+  static void OnReadable(uv_poll_t* poll, int, int) {
+    State* st = static_cast<State*>(poll->data);
+    if (st->closing) return;
+    napi_env env = st->env;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) {
+      BeginClose(st);
+      return;
+    }
+    napi_value fn = st->callback.IsEmpty() ? nullptr : static_cast<napi_value>(st->callback.Value());
+    BeginClose(st);
+    napi_value global;
+    napi_value result;
+    if (fn != nullptr && napi_get_global(env, &global) == napi_ok &&
+        napi_make_callback(env, nullptr, global, fn, 0, nullptr, &result) == napi_pending_exception) {
+      // The callback threw: hand it to the process's uncaught-exception handling, never drop it.
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    }
+    napi_close_handle_scope(env, scope);
+  }
+
+  void Stop() {
+    if (state_ != nullptr) BeginClose(state_);
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

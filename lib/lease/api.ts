@@ -54,13 +54,15 @@ export interface InspectOptions {
   lockRoot?: string
   /** Include holder identity (pid, argv0, host, times, metadata). Default: counts and states only. */
   verbose?: boolean
+  /** As in LeaseOptions: inspect a root kept on a filesystem without trusted kernel locks. */
+  allowUnsafeFilesystem?: boolean
 }
 
 /** Counts and per-slot states of a key. Judges holders but changes nothing. */
 export async function inspectLeases(opts: InspectOptions): Promise<KeyStatus> {
   if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'options must be an object')
   const key = checkKey(opts.key)
-  return storeFor(checkLockRoot(opts.lockRoot)).inspect(key, opts.verbose === true)
+  return storeFor(checkLockRoot(opts.lockRoot), opts.allowUnsafeFilesystem === true).inspect(key, opts.verbose === true)
 }
 
 export interface ReclaimOptions extends InspectOptions {
@@ -72,7 +74,11 @@ export interface ReclaimOptions extends InspectOptions {
 export async function reclaimLeases(opts: ReclaimOptions): Promise<SweepReport> {
   if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'options must be an object')
   const key = checkKey(opts.key)
-  return storeFor(checkLockRoot(opts.lockRoot)).sweep(key, opts.dryRun === true, opts.verbose === true)
+  return storeFor(checkLockRoot(opts.lockRoot), opts.allowUnsafeFilesystem === true).sweep(
+    key,
+    opts.dryRun === true,
+    opts.verbose === true,
+  )
 }
 
 /** Keys that have ever been used under a lock root. */

@@ -76,6 +76,7 @@ class LeaseHandle implements Lease {
   #store: LeaseStore
   #grant: Grant
   #done = false
+  #pending: Promise<boolean> | null = null
 
   constructor(store: LeaseStore, grant: Grant) {
     this.key = grant.key
@@ -88,18 +89,34 @@ class LeaseHandle implements Lease {
     track(this)
   }
 
+  // Done only once the store has answered: after an I/O error the hold is intact, still tracked
+  // for release at exit, and release can be called again.
   async release(): Promise<boolean> {
     if (this.#done) return false
-    this.#done = true
-    untrack(this)
-    return this.#store.release(this.#grant)
+    if (this.#pending) return this.#pending.then(() => false)
+    this.#pending = this.#store.release(this.#grant).then(
+      (ok) => {
+        this.#finish()
+        return ok
+      },
+      (err: unknown) => {
+        this.#pending = null
+        throw err
+      },
+    )
+    return this.#pending
   }
 
   releaseSync(): boolean {
-    if (this.#done) return false
+    if (this.#done || this.#pending) return false
+    const ok = this.#store.releaseSync(this.#grant)
+    this.#finish()
+    return ok
+  }
+
+  #finish(): void {
     this.#done = true
     untrack(this)
-    return this.#store.releaseSync(this.#grant)
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -36,6 +36,10 @@ export interface FileStoreFaults {
   beforePublish?: () => void
   /** Called inside a claim after the key directory was judged and counted, before the record is written. */
   afterScan?: () => void
+  /** Admit this many holders beyond the limit (over-admission, for the interval checker's negative control). */
+  overAdmit?: number
+  /** Count only holders whose slot index is below the limit (§3.4 lesson 4: lowered limits over-admit). */
+  countByIndex?: boolean
 }
 
 export interface FileStoreOptions {
@@ -132,7 +136,15 @@ export class FileStore implements LeaseStore {
   // ---- root and key directory -----------------------------------------------------------
 
   private rootInfo(): RootInfo {
-    if (this.root === null) this.root = ensureLockRoot(this.rootPath, this.allowUnsafe)
+    if (this.root === null) {
+      try {
+        this.root = ensureLockRoot(this.rootPath, this.allowUnsafe)
+      } catch (err) {
+        // Removed again between creating and vetting it (a cleaner at work): retry, paced.
+        if (isErrno(err, 'ENOENT')) throw this.rootVanished()
+        throw err
+      }
+    }
     return this.root
   }
 
@@ -157,7 +169,12 @@ export class FileStore implements LeaseStore {
         }
         if (!isErrno(mkErr, 'EEXIST')) throw mkErr
       }
-      st = fs.lstatSync(dir)
+      try {
+        st = fs.lstatSync(dir)
+      } catch (again) {
+        if (isErrno(again, 'ENOENT')) throw this.rootVanished()
+        throw again
+      }
     }
     checkPrivateDir(dir, st, 'the key directory')
     return dir
@@ -294,18 +311,28 @@ export class FileStore implements LeaseStore {
       if (isErrno(err, 'EACCES', 'EPERM', 'ENXIO')) return corrupt('unreadable')
       throw err
     }
+    try {
+      return this.judgeOpen(fd, name, slot, host, corrupt)
+    } catch (err) {
+      // Never keep a descriptor (and possibly a dead holder's lock) past a failed judgement.
+      fs.closeSync(fd)
+      throw err
+    }
+  }
+
+  private judgeOpen(
+    fd: number,
+    name: string,
+    slot: number,
+    host: HostIdentity,
+    corrupt: (problem: string, fd: number | null, st?: fs.Stats) => Judged,
+  ): Judged {
     const st = fs.fstatSync(fd)
     if (!st.isFile()) return corrupt('not_a_file', fd, st)
     if (st.uid !== this.uid) return corrupt('foreign_owner', fd, st)
     if (st.size > MAX_RECORD_BYTES) return corrupt('oversized', fd, st)
 
-    let kernelFree: boolean
-    try {
-      kernelFree = this.tryLock(fd, path)
-    } catch (err) {
-      fs.closeSync(fd)
-      throw err
-    }
+    const kernelFree = this.tryLock(fd, name)
     const buf = Buffer.alloc(st.size + 1)
     let len = 0
     for (;;) {
@@ -330,7 +357,13 @@ export class FileStore implements LeaseStore {
       // A held kernel lock settles it: no need to probe the holder's identity.
       verdict = judge('alive', kernel)
     } else {
-      verdict = judge(classifyHolder(record, { ...this.classifyCtx, host }), kernel)
+      const identity = classifyHolder(record, { ...this.classifyCtx, host })
+      verdict = judge(identity, kernel)
+      // A hold of this very process always keeps its locked descriptor open: with the lock free,
+      // the hold is provably gone (its descriptor was closed), so it must not wedge us.
+      if (kernel === 'free' && identity === 'alive' && record.pid === process.pid) {
+        verdict = { occupied: false, reclaim: true, state: 'dead', inconsistent: false }
+      }
     }
     return { name, slot, verdict, record, fd, ino: st.ino, dev: st.dev }
   }
@@ -422,7 +455,7 @@ export class FileStore implements LeaseStore {
       const text = buf.toString('ascii', 0, n)
       if (/^[0-9]{1,20}$/.test(text)) stored = Number(text)
       const next = Math.max(stored + 1, seen + 1, stored === 0 ? Date.now() * 1000 : 0)
-      fs.writeSync(fd, Buffer.from(String(next).padStart(FENCE_WIDTH, '0')), 0, FENCE_WIDTH, 0)
+      writeAll(fd, Buffer.from(String(next).padStart(FENCE_WIDTH, '0')))
       return next
     } finally {
       if (gateFd === null) fs.closeSync(fd)
@@ -444,11 +477,13 @@ export class FileStore implements LeaseStore {
   }
 
   private claimLocked(dir: string, gateFd: number | null, req: ClaimRequest): ClaimAttempt {
-    this.ensureKeyFile(dir, req.key)
-    const { judged, temps } = this.scan(dir)
+    let judged: Judged[] = []
     let grantFd: number | null = null
     try {
-      this.cleanTemps(dir, temps)
+      this.ensureKeyFile(dir, req.key)
+      const scanned = this.scan(dir)
+      judged = scanned.judged
+      this.cleanTemps(dir, scanned.temps)
       let maxFence = 0
       const taken = new Set<number>()
       let active = 0
@@ -457,9 +492,10 @@ export class FileStore implements LeaseStore {
         if (j.verdict.reclaim && this.reclaim(dir, j)) continue
         // Everything left counts, including holders above a lowered limit and unreadable entries.
         if (j.slot >= 0) taken.add(j.slot)
+        if (this.faults.countByIndex && j.slot >= req.limit) continue
         active++
       }
-      if (active >= req.limit) return { kind: 'busy', active, limit: req.limit, holderPids: this.holderPids(judged) }
+      if (active >= req.limit + (this.faults.overAdmit ?? 0)) return { kind: 'busy', active, limit: req.limit, holderPids: this.holderPids(judged) }
       this.faults.afterScan?.()
 
       let slot = 0
@@ -483,7 +519,7 @@ export class FileStore implements LeaseStore {
       grantFd = fs.openSync(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
       if (!this.tryLock(grantFd, tmp)) throw new Error(`fresh slot file ${tmp} is locked by another process`)
       const bytes = serializeRecord(record)
-      fs.writeSync(grantFd, bytes, 0, bytes.length, 0)
+      writeAll(grantFd, bytes)
       this.faults.beforePublish?.()
       // The count above is only as good as the gate: if the lock root was deleted and re-created
       // while we worked (a tmp cleaner), `dir` now names a directory we never counted, where
@@ -551,7 +587,7 @@ export class FileStore implements LeaseStore {
     const fd = fs.openSync(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
     try {
       const bytes = Buffer.from(JSON.stringify({ v: RECORD_VERSION, key }) + '\n')
-      fs.writeSync(fd, bytes, 0, bytes.length, 0)
+      writeAll(fd, bytes)
     } finally {
       fs.closeSync(fd)
     }
@@ -573,7 +609,12 @@ export class FileStore implements LeaseStore {
     const n = fs.readSync(h.fd, buf, 0, buf.length, 0)
     const parsed = parseRecord(buf.toString('utf8', 0, n))
     if (!parsed.ok || parsed.record.token !== grant.token) return false
-    fs.unlinkSync(path)
+    try {
+      fs.unlinkSync(path)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false
+      throw err
+    }
     return true
   }
 
@@ -582,32 +623,34 @@ export class FileStore implements LeaseStore {
     fs.closeSync(h.fd)
   }
 
+  // On an unexpected error the descriptor stays open: the hold is intact and the release can be
+  // retried (closing it would leave a record no witness could clear while we live).
   async release(grant: Grant): Promise<boolean> {
     const h = grant.handle as FileHandle
     if (h.released) return false
+    let out: boolean
     try {
-      const out = await this.withGateWaiting(grant.key, false, () => this.releaseLocked(h, grant))
-      return out === true
+      out = (await this.withGateWaiting(grant.key, false, () => this.releaseLocked(h, grant))) === true
     } catch (err) {
-      if (err instanceof Vanished) return false
-      throw err
-    } finally {
-      if (!h.released) this.finishRelease(h)
+      if (!(err instanceof Vanished)) throw err
+      out = false
     }
+    this.finishRelease(h)
+    return out
   }
 
   releaseSync(grant: Grant): boolean {
     const h = grant.handle as FileHandle
     if (h.released) return false
+    let out: boolean
     try {
-      const out = this.withGateSync(grant.key, false, () => this.releaseLocked(h, grant))
-      return out === true
+      out = this.withGateSync(grant.key, false, () => this.releaseLocked(h, grant)) === true
     } catch (err) {
-      if (err instanceof Vanished) return false
-      throw err
-    } finally {
-      if (!h.released) this.finishRelease(h)
+      if (!(err instanceof Vanished)) throw err
+      out = false
     }
+    this.finishRelease(h)
+    return out
   }
 
   /**
@@ -617,18 +660,31 @@ export class FileStore implements LeaseStore {
   async transfer(grant: Grant, holder: HolderRecordInput): Promise<boolean> {
     const h = grant.handle as FileHandle
     if (h.released) return false
-    const out = await this.withGateWaiting(grant.key, false, (dir) => {
-      const path = join(dir, `slot-${grant.slot}`)
-      const st = fs.lstatSync(path)
-      if (st.ino !== h.ino || st.dev !== h.dev) return false
-      const buf = Buffer.alloc(Math.min(st.size, MAX_RECORD_BYTES))
-      const n = fs.readSync(h.fd, buf, 0, buf.length, 0)
-      const parsed = parseRecord(buf.toString('utf8', 0, n))
-      if (!parsed.ok || parsed.record.token !== grant.token) return false
-      const bytes = serializeRecord({ ...parsed.record, ...holderFields(holder) }, st.size)
-      fs.writeSync(h.fd, bytes, 0, bytes.length, 0)
-      return true
-    })
+    let out: boolean | null
+    try {
+      out = await this.withGateWaiting(grant.key, false, (dir) => {
+        const path = join(dir, `slot-${grant.slot}`)
+        let st: fs.Stats
+        try {
+          st = fs.lstatSync(path)
+        } catch (err) {
+          // The record is gone (the lock root was wiped): the slot is no longer ours, as in release.
+          if (isErrno(err, 'ENOENT')) return false
+          throw err
+        }
+        if (st.ino !== h.ino || st.dev !== h.dev) return false
+        const buf = Buffer.alloc(Math.min(st.size, MAX_RECORD_BYTES))
+        const n = fs.readSync(h.fd, buf, 0, buf.length, 0)
+        const parsed = parseRecord(buf.toString('utf8', 0, n))
+        if (!parsed.ok || parsed.record.token !== grant.token) return false
+        const bytes = serializeRecord({ ...parsed.record, ...holderFields(holder) }, st.size)
+        writeAll(h.fd, bytes)
+        return true
+      })
+    } catch (err) {
+      if (err instanceof Vanished) return false
+      throw err
+    }
     return out === true
   }
 
@@ -670,8 +726,18 @@ export class FileStore implements LeaseStore {
     return out
   }
 
+  /** Gate for read-mostly operations: a vanished root or key directory simply has no holders. */
+  private async gateOrGone<T>(key: string, fn: (dir: string) => T): Promise<T | null> {
+    try {
+      return await this.withGateWaiting(key, false, fn)
+    } catch (err) {
+      if (err instanceof Vanished) return null
+      throw err
+    }
+  }
+
   async inspect(key: string, verbose: boolean): Promise<KeyStatus> {
-    const out = await this.withGateWaiting(key, false, (dir) => {
+    const out = await this.gateOrGone(key, (dir) => {
       const { judged } = this.scan(dir)
       try {
         return this.status(key, judged, verbose)
@@ -683,7 +749,7 @@ export class FileStore implements LeaseStore {
   }
 
   async sweep(key: string, dryRun: boolean, verbose: boolean): Promise<SweepReport> {
-    const out = await this.withGateWaiting(key, false, (dir) => {
+    const out = await this.gateOrGone(key, (dir) => {
       const { judged, temps } = this.scan(dir)
       try {
         const reclaimed: SweepReport['reclaimed'] = []
@@ -741,6 +807,7 @@ export class FileStore implements LeaseStore {
     for (const name of names.sort()) {
       if (!name.startsWith('k-')) continue
       try {
+        if (!fs.lstatSync(join(root, name)).isDirectory()) continue
         const fd = fs.openSync(join(root, name, KEY_FILE), O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
         try {
           const st = fs.fstatSync(fd)
@@ -781,6 +848,16 @@ function unlinkQuietly(path: string): void {
     fs.unlinkSync(path)
   } catch (err) {
     if (!isErrno(err, 'ENOENT')) throw err
+  }
+}
+
+/** Writes all of bytes at offset 0; a short write (a full disk) must never publish a cut record. */
+function writeAll(fd: number, bytes: Buffer): void {
+  let done = 0
+  while (done < bytes.length) {
+    const n = fs.writeSync(fd, bytes, done, bytes.length - done, done)
+    if (n <= 0) throw errnoError(E.ENOSPC, 'write')
+    done += n
   }
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { LeaseError } from '../errors.js'
 
 /**
@@ -73,6 +73,42 @@ export interface RootInfo {
 }
 
 /**
+ * `mkdir -p` with mode 0700, bounded. Not fs.mkdirSync({ recursive: true }): on Node 20 it loops
+ * forever, at full CPU, when mkdir answers ENOENT under an existing parent (procfs, e.g. a lock
+ * root under /proc). ENOENT after a few passes (a parent that refuses entries, or keeps vanishing)
+ * is thrown to the caller.
+ */
+function makeDirs(path: string): void {
+  for (let pass = 0; ; pass++) {
+    const missing: string[] = []
+    for (let p = path; ; ) {
+      try {
+        fs.lstatSync(p)
+        break
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err
+        missing.push(p)
+        const parent = dirname(p)
+        if (parent === p) break
+        p = parent
+      }
+    }
+    try {
+      for (const dir of missing.reverse()) {
+        try {
+          fs.mkdirSync(dir, { mode: 0o700 })
+        } catch (err) {
+          if (!isErrno(err, 'EEXIST')) throw err
+        }
+      }
+      return
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT') || pass >= 2) throw err
+    }
+  }
+}
+
+/**
  * Resolves, creates (0700) and vets a lock root. Safe to call again after the root vanished:
  * it is re-created and re-vetted.
  */
@@ -82,13 +118,14 @@ export function ensureLockRoot(root: string, allowUnsafeFilesystem: boolean): Ro
   try {
     st = fs.lstatSync(path)
   } catch (err) {
+    if (isErrno(err, 'ENOTDIR')) throw unsafe(path, 'a parent is not a directory')
     if (!isErrno(err, 'ENOENT')) throw err
     try {
-      fs.mkdirSync(path, { recursive: true, mode: 0o700 })
+      makeDirs(path)
     } catch (mkErr) {
-      if (isErrno(mkErr, 'EACCES', 'EPERM', 'EROFS')) throw unwritable(path, mkErr)
+      if (isErrno(mkErr, 'EACCES', 'EPERM', 'EROFS', 'ENOENT')) throw unwritable(path, mkErr)
       if (isErrno(mkErr, 'ENOTDIR')) throw unsafe(path, 'a parent is not a directory')
-      if (!isErrno(mkErr, 'EEXIST')) throw mkErr
+      throw mkErr
     }
     st = fs.lstatSync(path)
   }
