@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup'
 
 export default defineConfig({
-  entry: { index: 'lib/index.ts' },
+  entry: { index: 'lib/index.ts', cli: 'lib/cli/main.ts', internal: 'lib/internal.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   clean: true,

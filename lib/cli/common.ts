@@ -1,0 +1,177 @@
+// Shared pieces of the proclease CLI: exit codes, usage errors, option parsing, error reporting.
+import { readFileSync } from 'node:fs'
+import { constants as osConstants } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { LeaseError, ProbeError } from '../errors.js'
+
+/** Exit statuses (sysexits.h where one fits). Documented in the README's CLI reference. */
+export const EXIT = {
+  OK: 0,
+  /** `probe`: at least one pid could not be probed. */
+  FAILED: 1,
+  /** EX_USAGE: bad command line (or an option the library rejects as invalid_argument). */
+  USAGE: 64,
+  /** EX_SOFTWARE: any other error (lock root unsafe/unwritable, locks unsupported, I/O). */
+  SOFTWARE: 70,
+  /** EX_TEMPFAIL: default for `run` when no slot freed in time (`--busy-exit`). */
+  BUSY: 75,
+  /** The command exists but could not be executed (as in sh). */
+  CANNOT_EXECUTE: 126,
+  /** The command was not found (as in sh). */
+  NOT_FOUND: 127,
+} as const
+
+/** A bad command line: reported as one line plus a hint, exit 64. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command: string | null,
+  ) {
+    super(message)
+    this.name = 'UsageError'
+  }
+}
+
+export interface Io {
+  stdout: NodeJS.WriteStream
+  stderr: NodeJS.WriteStream
+}
+
+export function writeLine(stream: NodeJS.WritableStream, text = ''): void {
+  stream.write(`${text}\n`)
+}
+
+/** 128 + the signal's number, as shells report a death by signal. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  const n = (osConstants.signals as Record<string, number | undefined>)[signal]
+  return 128 + (n ?? 0)
+}
+
+type OptionSpec = NonNullable<Parameters<typeof parseArgs>[0]>['options']
+
+export interface Parsed {
+  values: Record<string, string | boolean | undefined>
+  positionals: string[]
+  /** Arguments after a `--` terminator (null when there was none). */
+  rest: string[] | null
+}
+
+/**
+ * parseArgs, strict, with usage errors instead of TypeErrors. Positionals before `--` and after
+ * it are kept apart so `run` can insist on `-- CMD`.
+ */
+export function parse(command: string, args: string[], options: OptionSpec): Parsed {
+  const dash = args.indexOf('--')
+  const head = dash === -1 ? args : args.slice(0, dash)
+  const rest = dash === -1 ? null : args.slice(dash + 1)
+  try {
+    const { values, positionals } = parseArgs({ args: head, options, allowPositionals: true, strict: true })
+    return { values: values as Parsed['values'], positionals, rest }
+  } catch (err) {
+    const msg = err instanceof Error ? err.message.split('\n')[0] ?? String(err) : String(err)
+    throw new UsageError(msg.replace(/\. To specify a positional argument.*$/, ''), command)
+  }
+}
+
+export function requireString(values: Parsed['values'], name: string, command: string): string {
+  const v = values[name]
+  if (typeof v !== 'string' || v.length === 0) throw new UsageError(`missing --${name}`, command)
+  return v
+}
+
+export function optionalString(values: Parsed['values'], name: string): string | undefined {
+  const v = values[name]
+  return typeof v === 'string' ? v : undefined
+}
+
+export function parseLimit(text: string | undefined, command: string): number {
+  if (text === undefined) return 1
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) < 1) {
+    throw new UsageError(`--limit must be a whole number >= 1, got ${JSON.stringify(text)}`, command)
+  }
+  return Number(text)
+}
+
+/** Seconds (decimals allowed) to milliseconds; undefined means wait forever. */
+export function parseWaitSeconds(text: string | undefined, command: string): number | undefined {
+  if (text === undefined) return undefined
+  if (!/^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/.test(text)) {
+    throw new UsageError(`--wait must be a number of seconds >= 0, got ${JSON.stringify(text)}`, command)
+  }
+  const ms = Number(text) * 1000
+  if (!Number.isFinite(ms)) throw new UsageError(`--wait is too large: ${JSON.stringify(text)}`, command)
+  return ms
+}
+
+export function parseExitCode(text: string | undefined, fallback: number, name: string, command: string): number {
+  if (text === undefined) return fallback
+  if (!/^[0-9]{1,3}$/.test(text) || Number(text) > 255) {
+    throw new UsageError(`--${name} must be an exit status 0..255, got ${JSON.stringify(text)}`, command)
+  }
+  return Number(text)
+}
+
+export function noPositionals(parsed: Parsed, command: string): void {
+  const extra = parsed.positionals[0] ?? parsed.rest?.[0]
+  if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`, command)
+}
+
+function hint(command: string | null): string {
+  return command ? `proclease ${command} --help` : 'proclease --help'
+}
+
+/** Reports an error on stderr and returns the exit status it maps to. */
+export function reportError(err: unknown, io: Io, command: string | null = null): number {
+  if (err instanceof UsageError) {
+    writeLine(io.stderr, `proclease: ${err.message} (try: ${hint(err.command)})`)
+    return EXIT.USAGE
+  }
+  if (err instanceof LeaseError) {
+    if (err.code === 'invalid_argument') {
+      // The library's own argument checks (key length, well-formed Unicode...): a usage error.
+      writeLine(io.stderr, `proclease: ${err.message} (invalid_argument; try: ${hint(command)})`)
+      return EXIT.USAGE
+    }
+    writeLine(io.stderr, `proclease: ${err.message} (${err.code})`)
+    return EXIT.SOFTWARE
+  }
+  if (err instanceof ProbeError) {
+    writeLine(io.stderr, `proclease: ${err.message} (${err.code})`)
+    return EXIT.SOFTWARE
+  }
+  const e = err as NodeJS.ErrnoException
+  const code = e && typeof e.code === 'string' ? ` (${e.code})` : ''
+  const msg = err instanceof Error ? err.message : String(err)
+  writeLine(io.stderr, `proclease: ${msg}${code}`)
+  return EXIT.SOFTWARE
+}
+
+/** The package's version, read from the package.json above this file (lib/cli or dist). */
+export function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 5; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string }
+      if (pkg.name === 'proclease' && typeof pkg.version === 'string') return pkg.version
+    } catch {
+      // Not here: look one level up.
+    }
+    dir = dirname(dir)
+  }
+  return 'unknown'
+}
+
+/** Human-friendly duration: 850ms, 12s, 3m04s, 2h05m. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '?'
+  if (ms < 1000) return `${Math.round(ms)}ms`
+  const s = Math.floor(ms / 1000)
+  if (s < 60) return `${s}s`
+  const m = Math.floor(s / 60)
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`
+  const h = Math.floor(m / 60)
+  if (h < 48) return `${h}h${String(m % 60).padStart(2, '0')}m`
+  return `${Math.floor(h / 24)}d${String(h % 24).padStart(2, '0')}h`
+}

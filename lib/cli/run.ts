@@ -1,0 +1,287 @@
+// `proclease run`: hold a slot of a key for the life of a command.
+//
+// The hold belongs to the process doing the work. The slot file's open descriptor (which carries
+// the slot's kernel lock) is inherited by the command as fd 3, sharing the open file description
+// and hence the flock; then the slot record is rewritten to name the command. So:
+// - SIGKILL of this wrapper leaves the slot held (kernel witness: the command still holds the
+//   lock; identity witness: the command is alive) until the command ends;
+// - once the command has ended (and this wrapper is gone), the kernel lock is free and the
+//   recorded identity is dead: the next claimer reclaims the slot.
+// Between spawn and the record rewrite the record still names this wrapper, while the command
+// holds the kernel lock too: the slot is occupied either way.
+import { type ChildProcess, spawn } from 'node:child_process'
+import type { HolderRecord } from '../classify.js'
+import { LeaseError, ProbeError } from '../errors.js'
+import { acquireLeaseWith } from '../lease/api.js'
+import { type Lease, leaseInternals } from '../lease/engine.js'
+import type { FileStore } from '../lease/filestore.js'
+import { capturePidInfo, hostIdentity } from '../probes.js'
+import {
+  EXIT,
+  type Io,
+  UsageError,
+  formatDuration,
+  parse,
+  parseExitCode,
+  parseLimit,
+  parseWaitSeconds,
+  reportError,
+  requireString,
+  optionalString,
+  signalExitCode,
+  writeLine,
+} from './common.js'
+
+export const RUN_HELP = `Usage: proclease run --key K [--limit N] [--wait SECONDS] [--root DIR]
+                     [--busy-exit CODE] [--quiet] -- CMD [ARGS...]
+
+Hold one of the N slots of key K while CMD runs. At most N commands holding
+the same key run at once, across every process of this user on this host.
+
+Options:
+  --key K            the key to hold (any string up to 256 characters)
+  --limit N          how many holders the key admits at once (default 1)
+  --wait SECONDS     give up after this long without a free slot (decimals
+                     allowed; default: wait forever; 0: never wait)
+  --root DIR         lock root (default: $XDG_RUNTIME_DIR/proclease, else
+                     <tmpdir>/proclease-<uid>)
+  --busy-exit CODE   exit status when no slot freed in time (default 75)
+  --quiet, -q        no progress line and no busy message
+  --help, -h         this help
+
+Exit status: the command's own; 128+N if it died by signal N; CODE (75)
+when no slot freed in time; 64 usage error; 126/127 command not executable/
+not found; 70 any other error (message and error code on stderr).
+
+The command inherits the slot's lock as file descriptor 3: leave it open (or
+let it close when the command ends). Background processes the command starts
+inherit it too and keep the slot held until they end; close fd 3 in them
+(\`3>&-\`) if they should not. If this wrapper is killed, even with SIGKILL,
+the slot stays held until the command ends. SIGINT, SIGTERM and SIGHUP sent
+to the wrapper are forwarded to the command.
+
+Examples:
+  proclease run --key deploy -- ./deploy.sh
+  proclease run --key gpu --limit 2 -- python train.py --epochs 3
+  proclease run --key nightly --wait 0 --busy-exit 0 -- ./nightly.sh   # skip if running
+  proclease run --key api --limit 4 --wait 30 -- curl -fsS https://example.com/job
+`
+
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+
+interface RunConfig {
+  key: string
+  limit: number
+  waitMs: number | undefined
+  lockRoot: string | undefined
+  busyExit: number
+  quiet: boolean
+  command: string
+  args: string[]
+}
+
+function parseRun(args: string[]): RunConfig | 'help' {
+  const parsed = parse('run', args, {
+    key: { type: 'string' },
+    limit: { type: 'string' },
+    wait: { type: 'string' },
+    root: { type: 'string' },
+    'busy-exit': { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+    help: { type: 'boolean', short: 'h' },
+  })
+  if (parsed.values.help === true) return 'help'
+  const first = parsed.positionals[0]
+  if (first !== undefined) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(first)}: put the command after --`, 'run')
+  }
+  const key = requireString(parsed.values, 'key', 'run')
+  const limit = parseLimit(optionalString(parsed.values, 'limit'), 'run')
+  const waitMs = parseWaitSeconds(optionalString(parsed.values, 'wait'), 'run')
+  const busyExit = parseExitCode(optionalString(parsed.values, 'busy-exit'), EXIT.BUSY, 'busy-exit', 'run')
+  const root = optionalString(parsed.values, 'root')
+  if (root !== undefined && root.length === 0) throw new UsageError('--root must not be empty', 'run')
+  const rest = parsed.rest ?? []
+  const command = rest[0]
+  if (command === undefined || command.length === 0) {
+    throw new UsageError('missing command: proclease run --key K -- CMD [ARGS...]', 'run')
+  }
+  return {
+    key,
+    limit,
+    waitMs,
+    lockRoot: root,
+    busyExit,
+    quiet: parsed.values.quiet === true,
+    command,
+    args: rest.slice(1),
+  }
+}
+
+/** The progress line shown on a TTY while waiting: one line, rewritten in place. */
+class Progress {
+  private timer: NodeJS.Timeout | null = null
+  private counts: { active: number; limit: number } | null = null
+  private shown = false
+  private readonly start = performance.now()
+
+  constructor(
+    private readonly stream: NodeJS.WriteStream,
+    private readonly key: string,
+    private readonly enabled: boolean,
+  ) {}
+
+  busy(active: number, limit: number): void {
+    if (!this.enabled) return
+    this.counts = { active, limit }
+    if (this.timer === null) {
+      this.timer = setInterval(() => this.draw(), 1000)
+      this.timer.unref()
+    }
+    this.draw()
+  }
+
+  private draw(): void {
+    if (!this.counts) return
+    const elapsed = formatDuration(performance.now() - this.start)
+    const { active, limit } = this.counts
+    this.stream.write(`\r\x1b[2Kwaiting for a slot of ${JSON.stringify(this.key)} (${active}/${limit} held, ${elapsed})…`)
+    this.shown = true
+  }
+
+  done(): void {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+    if (this.shown) this.stream.write('\r\x1b[2K')
+    this.shown = false
+  }
+}
+
+/** The identity of the command, as a holder record; null when it cannot be read (or it ended). */
+function identityOf(pid: number): HolderRecord | null {
+  try {
+    const info = capturePidInfo(pid)
+    return { pid, starttime: info.starttime, argv0: info.argv0, ...hostIdentity() }
+  } catch (err) {
+    if (err instanceof ProbeError) return null
+    throw err
+  }
+}
+
+type ChildEnd = { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null } | { kind: 'error'; error: NodeJS.ErrnoException }
+
+function waitForChild(child: ChildProcess): Promise<ChildEnd> {
+  return new Promise((resolve) => {
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      // Without a pid it never started. After a start ('exit' follows), an error can only come
+      // from forwarding a signal; that is not fatal to the command.
+      if (child.pid === undefined) resolve({ kind: 'error', error })
+    })
+    child.once('exit', (code, signal) => resolve({ kind: 'exit', code, signal }))
+  })
+}
+
+export async function runCommand(args: string[], io: Io): Promise<number> {
+  const cfg = parseRun(args)
+  if (cfg === 'help') {
+    io.stdout.write(RUN_HELP)
+    return EXIT.OK
+  }
+
+  // Signals: while waiting they abort the wait; once the command runs they are forwarded to it.
+  const abort = new AbortController()
+  let child: ChildProcess | null = null
+  let caught: NodeJS.Signals | null = null
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (child !== null) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return
+    }
+    caught ??= signal
+    abort.abort()
+  }
+  for (const s of FORWARDED) process.on(s, onSignal)
+  const progress = new Progress(io.stderr, cfg.key, io.stderr.isTTY === true && !cfg.quiet)
+
+  let lease: Lease
+  try {
+    lease = await acquireLeaseWith(
+      {
+        key: cfg.key,
+        limit: cfg.limit,
+        lockRoot: cfg.lockRoot,
+        waitMs: cfg.waitMs,
+        signal: abort.signal,
+      },
+      { onBusy: (active, limit) => progress.busy(active, limit) },
+    )
+  } catch (err) {
+    progress.done()
+    for (const s of FORWARDED) process.removeListener(s, onSignal)
+    if (err instanceof LeaseError && err.code === 'aborted' && caught !== null) return signalExitCode(caught)
+    if (err instanceof LeaseError && err.code === 'lease_busy') {
+      if (!cfg.quiet) {
+        const waited = cfg.waitMs === undefined ? '' : ` within ${cfg.waitMs / 1000}s`
+        const cap = err.capacity ? ` (${err.capacity.active}/${err.capacity.limit} held)` : ''
+        writeLine(io.stderr, `proclease: no slot of ${JSON.stringify(cfg.key)} freed${waited}${cap} (lease_busy)`)
+      }
+      return cfg.busyExit
+    }
+    return reportError(err, io, 'run')
+  }
+  progress.done()
+
+  try {
+    if (caught !== null) return signalExitCode(caught)
+    return await runHolding(cfg, lease, io, (c) => {
+      child = c
+    })
+  } finally {
+    try {
+      if (!(await lease.release()) && !cfg.quiet) {
+        writeLine(io.stderr, `proclease: warning: the slot of ${JSON.stringify(cfg.key)} was no longer held when the command ended (lock root removed?)`)
+      }
+    } finally {
+      for (const s of FORWARDED) process.removeListener(s, onSignal)
+    }
+  }
+}
+
+async function runHolding(cfg: RunConfig, lease: Lease, io: Io, setChild: (c: ChildProcess) => void): Promise<number> {
+  const inner = leaseInternals(lease)
+  const store = inner?.store as FileStore | undefined
+  if (!inner || !store || typeof store.lockDescriptor !== 'function' || typeof store.transfer !== 'function') {
+    throw new Error('internal error: the lease store cannot hand its hold to a command')
+  }
+  const fd = store.lockDescriptor(inner.grant)
+  const child = spawn(cfg.command, cfg.args, { stdio: ['inherit', 'inherit', 'inherit', fd] })
+  const ended = waitForChild(child)
+  if (child.pid !== undefined) {
+    setChild(child)
+    // Captured synchronously: the child cannot have been reaped yet, so its pid is still its own.
+    const identity = identityOf(child.pid)
+    if (identity !== null) {
+      // The command runs now, whatever happens here: never abandon it. If the record cannot be
+      // rewritten, the command still holds the kernel lock it inherited.
+      let ok: boolean
+      try {
+        ok = await store.transfer(inner.grant, identity)
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException
+        writeLine(io.stderr, `proclease: warning: could not hand the slot record to the command: ${e?.message ?? String(err)}${e?.code ? ` (${e.code})` : ''}`)
+        ok = true
+      }
+      if (!ok) {
+        writeLine(io.stderr, `proclease: warning: the slot of ${JSON.stringify(cfg.key)} was lost (lock root removed?); the command runs unguarded`)
+      }
+    }
+  }
+  const end = await ended
+  if (end.kind === 'error') {
+    const code = end.error.code ?? 'error'
+    writeLine(io.stderr, `proclease: cannot run ${JSON.stringify(cfg.command)}: ${end.error.message} (${code})`)
+    return code === 'ENOENT' ? EXIT.NOT_FOUND : EXIT.CANNOT_EXECUTE
+  }
+  if (end.signal !== null) return signalExitCode(end.signal)
+  return end.code ?? EXIT.SOFTWARE
+}

@@ -1,0 +1,84 @@
+// Usage errors (exit 64, one line with a hint), --help, --version.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { ROOT, finish, runCli, tempRoot } from './harness.js'
+
+let root: string
+let remove: () => void
+
+beforeEach(() => {
+  ;({ root, remove } = tempRoot())
+})
+
+afterEach(() => remove())
+
+afterAll(finish)
+
+const ran = ['--', process.execPath, '-e', 'console.log("ran")']
+
+describe('usage errors exit 64 with a one-line hint and run nothing', () => {
+  const cases: Array<[string, (root: string) => string[], RegExp]> = [
+    ['missing --key', (r) => ['run', '--root', r, ...ran], /missing --key \(try: proclease run --help\)/],
+    ['empty --key', (r) => ['run', '--key', '', '--root', r, ...ran], /missing --key/],
+    ['missing command', (r) => ['run', '--key', 'k', '--root', r], /missing command/],
+    ['empty command', (r) => ['run', '--key', 'k', '--root', r, '--'], /missing command/],
+    ['command without --', (r) => ['run', '--key', 'k', '--root', r, 'true'], /unexpected argument "true": put the command after --/],
+    ['--limit 0', (r) => ['run', '--key', 'k', '--limit', '0', '--root', r, ...ran], /--limit must be a whole number >= 1, got "0"/],
+    ['--limit abc', (r) => ['run', '--key', 'k', '--limit', 'abc', '--root', r, ...ran], /--limit must be/],
+    ['--limit 1.5', (r) => ['run', '--key', 'k', '--limit', '1.5', '--root', r, ...ran], /--limit must be/],
+    ['--limit -1', (r) => ['run', '--key', 'k', '--limit=-1', '--root', r, ...ran], /--limit must be/],
+    ['--limit without a value', (r) => ['run', '--root', r, '--key', 'k', '--limit'], /--limit/],
+    ['--wait soon', (r) => ['run', '--key', 'k', '--wait', 'soon', '--root', r, ...ran], /--wait must be a number of seconds/],
+    ['--busy-exit 256', (r) => ['run', '--key', 'k', '--busy-exit', '256', '--root', r, ...ran], /--busy-exit must be an exit status 0\.\.255/],
+    ['unknown option', (r) => ['run', '--key', 'k', '--bogus', '--root', r, ...ran], /Unknown option '--bogus'/],
+    ['key too long (checked by the library)', (r) => ['run', '--key', 'x'.repeat(300), '--root', r, ...ran], /key must be at most 256 characters \(invalid_argument; try: proclease run --help\)/],
+    ['status with an argument', (r) => ['status', '--root', r, 'extra'], /unexpected argument "extra" \(try: proclease status --help\)/],
+    ['status unknown option', (r) => ['status', '--root', r, '--bogus'], /Unknown option/],
+    ['reclaim without --key', (r) => ['reclaim', '--root', r], /missing --key \(try: proclease reclaim --help\)/],
+    ['probe unknown option', () => ['probe', '--bogus'], /Unknown option .*\(try: proclease probe --help\)/],
+    ['unknown command', () => ['frobnicate'], /unknown command "frobnicate" \(try: proclease --help\)/],
+    ['unknown top-level option', () => ['--bogus'], /unknown option "--bogus"/],
+  ]
+
+  it.each(cases)('%s', async (_name, args, message) => {
+    const r = await runCli(args(root))
+    expect(r.code, r.stderr).toBe(64)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toMatch(/^proclease: [^\n]*\n$/)
+    expect(r.stderr).toMatch(message)
+  })
+
+  it('prints the overview on stderr when called without a command', async () => {
+    const r = await runCli([])
+    expect(r.code).toBe(64)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toMatch(/^Usage: proclease <command>/)
+  })
+})
+
+describe('help and version', () => {
+  it.each(['run', 'status', 'probe', 'reclaim'])('%s --help shows usage and examples', async (cmd) => {
+    for (const args of [[cmd, '--help'], [cmd, '-h'], ['help', cmd]]) {
+      const r = await runCli(args)
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stdout).toMatch(new RegExp(`^Usage: proclease ${cmd}`))
+      expect(r.stdout).toContain('Examples:')
+      expect(r.stdout).toContain(`proclease ${cmd} `)
+    }
+  })
+
+  it('--help lists the commands', async () => {
+    const r = await runCli(['--help'])
+    expect(r.code).toBe(0)
+    for (const cmd of ['run', 'status', 'probe', 'reclaim']) expect(r.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'))
+  })
+
+  it('--version prints the package version', async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
+    for (const flag of ['--version', '-V']) {
+      const r = await runCli([flag])
+      expect(r).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: '' })
+    }
+  })
+})
