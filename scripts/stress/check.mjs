@@ -1,0 +1,504 @@
+// The independent checker of a chaos run. It imports nothing from the engine: it replays the logs
+// the workers and the driver wrote and decides, from timestamps alone, whether the engine ever
+// admitted past a limit, lost a live holder's lease, reused a slot or a fence, left litter, or
+// hung.
+//
+// Time model. Every timestamp is CLOCK_MONOTONIC in µs, shared by all processes. A worker logs
+// "grant" after acquire returned and "rel" before it calls release, so the logged interval
+// [grant, rel) of a hold lies inside the real one. A SIGKILLed holder's interval ends at
+// max(kill logged by the driver before sending the signal, the worker's last log line): both are
+// before its real death. Every check below is therefore sound: it compares intervals that are
+// subsets of the real holds, so a violation it reports really happened (it may miss some).
+//
+// Checks (per key):
+//   over_admission   at some instant the logged-live holders S outnumber the limit of every
+//                    holder of S that may have been granted last (the engine grants to H only
+//                    while the others number < H's limit, so |S| <= limit(last granted of S)).
+//                    Holders above a lowered limit that were granted before the change are
+//                    therefore allowed until they release.
+//   grant_over_limit a grant made while at least `limit` other holders held throughout the
+//                    grantee's whole acquire call.
+//   epoch_over_limit holders whose acquire began after the latest limit change outnumber it.
+//   slot_shared      two overlapping holds of the same slot index.
+//   fence_order      a grant that certainly came later carries a fence that is not larger; or a
+//                    fence used twice.
+//   lease_lost       release returned false though nobody deleted the lock root meanwhile
+//                    (a live holder's slot was taken from it).
+//   error            any error other than lease_busy, from acquire, release or inspect.
+//   unexpected_exit  a worker that died without being killed, or never logged its exit.
+//   deadlock         a worker that did not finish its loop within the stop timeout.
+//   deadline_overrun a waiter that was never paused answered lease_busy more than 5 s after its
+//                    waitMs (over 1 s is counted, not failed: a loaded machine starves processes).
+//   litter           files left after every process exited and a final sweep ran; or a slot
+//                    record left by a process that was never killed.
+//   limit_mismatch   (harness self-check) a worker used a limit that was not in force.
+//
+// Lock-root deletion is the one out-of-model event: an external actor deletes live records, so
+// their holders silently lose their leases. A hold whose release returns false, or whose holder
+// was killed, while a deletion overlapped its life [acquire, release's answer] is taken to end at
+// the start of that deletion. A hold whose release returned true kept its record throughout and is
+// checked in full.
+import * as fs from 'node:fs'
+import { join } from 'node:path'
+
+function readJsonl(path, counters) {
+  const out = []
+  let text
+  try {
+    text = fs.readFileSync(path, 'utf8')
+  } catch (err) {
+    if (err.code === 'ENOENT') return out
+    throw err
+  }
+  for (const line of text.split('\n')) {
+    if (line.length === 0) continue
+    try {
+      out.push(JSON.parse(line))
+    } catch {
+      counters.badLines++
+    }
+  }
+  return out
+}
+
+/** Loads a run directory written by driver.mjs. */
+export function loadRun(runDir) {
+  const counters = { badLines: 0 }
+  const meta = JSON.parse(fs.readFileSync(join(runDir, 'meta.json'), 'utf8'))
+  const driver = readJsonl(join(runDir, 'driver.jsonl'), counters)
+  const workers = new Map()
+  for (const name of fs.readdirSync(runDir)) {
+    const m = /^w-(\d+)\.jsonl$/.exec(name)
+    if (m) workers.set(Number(m[1]), readJsonl(join(runDir, name), counters))
+  }
+  let leftovers = null
+  try {
+    leftovers = JSON.parse(fs.readFileSync(join(runDir, 'leftovers.json'), 'utf8'))
+  } catch (err) {
+    if (err.code !== 'ENOENT') throw err
+  }
+  return { meta, driver, workers, leftovers, badLines: counters.badLines }
+}
+
+const pct = (sorted, p) => (sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))])
+const round = (x, d = 1) => (x === null || x === undefined ? x : Math.round(x * 10 ** d) / 10 ** d)
+
+/**
+ * Checks a loaded run. Returns { ok, violations, summary }. `violations` is capped per kind in
+ * the list (counts are exact in summary.violationCounts).
+ */
+export function checkRun(run, { maxPerKind = 5 } = {}) {
+  const { meta, driver, workers, leftovers } = run
+  const violations = []
+  const violationCounts = {}
+  const violate = (kind, detail) => {
+    violationCounts[kind] = (violationCounts[kind] ?? 0) + 1
+    if (violationCounts[kind] <= maxPerKind) violations.push({ kind, ...detail })
+  }
+
+  // ---- the driver's timeline -------------------------------------------------------------
+  const kills = new Map() // worker -> kill event
+  const spawns = new Map() // worker -> pid
+  const deletions = [] // [d0, d1]
+  const limitChanges = new Map() // key -> [{t, value}]
+  const exits = new Map()
+  const hung = []
+  let stopAllT = null
+  let endT = null
+  const counts = { spawns: 0, kills: 0, killsMidClaim: 0, killsHolding: 0, killsRandom: 0, stops: 0, conts: 0, limitChanges: 0, rootDeletions: 0, trapsFired: 0 }
+  for (const key of meta.keys) limitChanges.set(key, [{ t0: -Infinity, t: -Infinity, value: meta.limit }])
+  for (const e of driver) {
+    switch (e.ev) {
+      case 'spawn':
+        spawns.set(e.w, e.pid)
+        counts.spawns++
+        break
+      case 'kill':
+        kills.set(e.w, e)
+        if (e.why === 'hung') break
+        counts.kills++
+        if (e.why === 'mid-claim') counts.killsMidClaim++
+        else if (e.why === 'holder') counts.killsHolding++
+        else counts.killsRandom++
+        break
+      case 'stop':
+        counts.stops++
+        break
+      case 'cont':
+        counts.conts++
+        break
+      case 'limit':
+        limitChanges.get(e.key).push({ t0: e.t0 ?? e.t, t: e.t, value: e.value })
+        counts.limitChanges++
+        break
+      case 'rmroot':
+        deletions.push([e.t0, e.t1])
+        counts.rootDeletions++
+        break
+      case 'trap':
+        counts.trapsFired++
+        break
+      case 'exit':
+        exits.set(e.w, e)
+        break
+      case 'hung':
+        hung.push(e)
+        break
+      case 'stopAll':
+        stopAllT = e.t
+        break
+      case 'end':
+        endT = e.t
+        break
+    }
+  }
+  const deletionIn = (a, b) => deletions.find(([d0, d1]) => d0 < b && d1 > a)
+  // When each worker was paused (SIGSTOP .. SIGCONT; a kill or the end closes an open pause).
+  const pauses = new Map()
+  for (const e of driver) {
+    if (e.ev === 'stop') {
+      if (!pauses.has(e.w)) pauses.set(e.w, [])
+      pauses.get(e.w).push([e.t, Infinity])
+    } else if (e.ev === 'cont') {
+      const open = (pauses.get(e.w) ?? []).find((p) => p[1] === Infinity)
+      if (open) open[1] = e.t
+    }
+  }
+  const pausedDuring = (w, a, b) => (pauses.get(w) ?? []).some(([p0, p1]) => p0 < b && p1 > a)
+
+  // ---- holds, from each worker's log -------------------------------------------------------
+  const holds = []
+  const ops = { acquires: 0, grants: 0, grantsAfterWaiting: 0, busyWait: 0, busyTry: 0, errors: 0, releasesOk: 0, releasesFalse: 0, wiped: 0 }
+  const grantWaits = []
+  const busyWaits = []
+  for (const [w, events] of workers) {
+    let pending = null
+    let current = null
+    let exited = false
+    let lastT = -Infinity
+    for (const e of events) {
+      const t = e.t ?? e.t0
+      if (typeof t === 'number') lastT = Math.max(lastT, t)
+      switch (e.ev) {
+        case 'acq':
+          ops.acquires++
+          pending = { w, key: e.key, limit: e.limit, mode: e.mode, waitMs: e.waitMs, t0: e.t0 }
+          break
+        case 'grant':
+          ops.grants++
+          if (e.waited) ops.grantsAfterWaiting++
+          grantWaits.push(e.waitedMs)
+          current = { ...pending, s: e.t, slot: e.slot, fence: e.fence, waitedMs: e.waitedMs, t2: null, t3: null, ok: null }
+          if (!pending || pending.key !== e.key) violate('log_order', { w, detail: 'grant without acquire' })
+          holds.push(current)
+          pending = null
+          break
+        case 'busy':
+          if (e.mode === 'try') ops.busyTry++
+          else {
+            ops.busyWait++
+            busyWaits.push({ w, waitedMs: e.waitedMs, waitMs: pending?.waitMs, paused: pending ? pausedDuring(w, pending.t0, e.t) : false })
+          }
+          pending = null
+          break
+        case 'rel':
+          if (current) current.t2 = e.t
+          break
+        case 'reld':
+          if (current) {
+            current.ok = e.ok
+            current.t3 = e.t
+            if (e.ok) ops.releasesOk++
+            else ops.releasesFalse++
+          }
+          current = null
+          break
+        case 'err':
+          ops.errors++
+          violate('error', { w, phase: e.phase, key: e.key, code: e.code, name: e.name, message: e.message, stack: e.stack })
+          if (e.phase === 'release') current = null
+          pending = null
+          break
+        case 'exit':
+          exited = true
+          break
+      }
+    }
+    const kill = kills.get(w)
+    for (const h of holds.filter((x) => x.w === w)) {
+      if (h.t2 !== null) {
+        if (h.ok === false) {
+          // The record may have been wiped at any moment until release looked for it (release
+          // can wait a while for the gate), so the whole life up to the release's answer counts.
+          const d = deletionIn(h.t0, h.t3)
+          if (d) {
+            h.e = Math.max(h.s, Math.min(h.t2, d[0]))
+            h.end = 'wiped'
+            ops.wiped++
+          } else {
+            h.e = h.t2
+            h.end = 'lost'
+            violate('lease_lost', { w, key: h.key, slot: h.slot, fence: h.fence, grantedAt: h.s, releasingAt: h.t2 })
+          }
+        } else {
+          h.e = h.t2
+          h.end = h.ok === true ? 'released' : 'released_unconfirmed'
+        }
+      } else if (kill) {
+        h.e = Math.max(kill.t, lastT)
+        h.end = 'killed'
+        const d = deletionIn(h.t0, h.e)
+        if (d) h.e = Math.max(h.s, Math.min(h.e, d[0]))
+      } else {
+        // Died holding without being killed: the crash is reported below; end at its last word.
+        h.e = lastT
+        h.end = 'vanished'
+      }
+    }
+    const ex = exits.get(w)
+    if (!kill && !exited) {
+      violate('unexpected_exit', { w, pid: spawns.get(w), code: ex?.code, signal: ex?.signal, detail: 'worker never finished its loop' })
+    } else if (!kill && ex && ex.code !== 0) {
+      violate('unexpected_exit', { w, pid: spawns.get(w), code: ex.code, signal: ex.signal })
+    }
+  }
+  for (const h of hung) violate('deadlock', { w: h.w, pid: h.pid, detail: `did not exit within ${meta.stopTimeoutMs} ms of the stop signal` })
+
+  // ---- per key checks ---------------------------------------------------------------------
+  const perKey = {}
+  for (const key of meta.keys) {
+    const hs = holds.filter((h) => h.key === key)
+    const changes = limitChanges.get(key)
+    // Each change is logged at t0 before the control file is replaced and at t after. A worker
+    // reads the file after its own t0 and before its grant.
+    const limitAt = (t) => {
+      let v = changes[0].value
+      for (const c of changes) if (c.t <= t) v = c.value
+      return v
+    }
+
+    // Limit consistency (harness self-check): the value in force when the acquire began, or a
+    // later one whose write may have preceded the read.
+    for (const h of hs) {
+      const allowed = new Set([limitAt(h.t0)])
+      for (const c of changes) if (c.t > h.t0 && c.t0 < h.s) allowed.add(c.value)
+      if (!allowed.has(h.limit)) violate('limit_mismatch', { key, w: h.w, used: h.limit, allowed: [...allowed] })
+    }
+
+    // Sweep over interval boundaries: at each change the live set is checked.
+    const points = []
+    for (const h of hs) {
+      if (h.e > h.s) {
+        points.push({ t: h.s, kind: 1, h })
+        points.push({ t: h.e, kind: 0, h })
+      }
+    }
+    // Ends before starts at the same instant: intervals are half-open [s, e).
+    points.sort((a, b) => a.t - b.t || a.kind - b.kind)
+    const live = new Set()
+    let peak = 0
+    let peakAt = null
+    let overEpisodes = 0
+    let inEpisode = false
+    for (const p of points) {
+      if (p.kind === 0) live.delete(p.h)
+      else live.add(p.h)
+      if (live.size > peak) {
+        peak = live.size
+        peakAt = p.t
+      }
+      if (live.size === 0) {
+        inEpisode = false
+        continue
+      }
+      // Holders that may have been granted last: nobody in S certainly came after them.
+      let bound = 0
+      for (const y of live) {
+        let dominated = false
+        for (const x of live) {
+          if (x !== y && x.t0 > y.s) {
+            dominated = true
+            break
+          }
+        }
+        if (!dominated) bound = Math.max(bound, y.limit)
+      }
+      if (live.size > bound) {
+        if (!inEpisode) {
+          overEpisodes++
+          violate('over_admission', {
+            key,
+            at: p.t,
+            holders: live.size,
+            limitBound: bound,
+            limitInForce: limitAt(p.t),
+            live: [...live].map((h) => ({ w: h.w, slot: h.slot, fence: h.fence, limit: h.limit, t0: h.t0, granted: h.s, end: h.e, how: h.end })),
+          })
+        }
+        inEpisode = true
+      } else {
+        inEpisode = false
+      }
+      if (p.kind === 1) {
+        for (const x of live) {
+          if (x !== p.h && x.slot === p.h.slot) {
+            violate('slot_shared', { key, slot: x.slot, a: { w: x.w, fence: x.fence, granted: x.s }, b: { w: p.h.w, fence: p.h.fence, granted: p.h.s } })
+          }
+        }
+      }
+    }
+
+    // Grants against holders that held through the grantee's whole acquire call.
+    for (const h of hs) {
+      let others = 0
+      for (const x of hs) if (x !== h && x.s <= h.t0 && x.e > h.s) others++
+      if (others >= h.limit) violate('grant_over_limit', { key, w: h.w, granted: h.s, limit: h.limit, othersHolding: others })
+    }
+
+    // Epochs between limit changes: holders that certainly read the epoch's value (acquire
+    // began after it was written, grant before the next one was) obey it among themselves.
+    const epochs = []
+    for (let i = 0; i < changes.length; i++) {
+      const from = changes[i].t
+      const to = i + 1 < changes.length ? changes[i + 1].t0 : Infinity
+      const fresh = hs.filter((h) => h.t0 >= from && h.s < to)
+      const pts = []
+      for (const h of fresh) {
+        const s = h.s
+        const e = Math.min(h.e, to)
+        if (e > s) pts.push([s, 1], [e, 0])
+      }
+      pts.sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      let n = 0
+      let freshPeak = 0
+      for (const [, k] of pts) {
+        n += k === 1 ? 1 : -1
+        freshPeak = Math.max(freshPeak, n)
+      }
+      if (freshPeak > changes[i].value) violate('epoch_over_limit', { key, limit: changes[i].value, from, freshPeak })
+      epochs.push({ limit: changes[i].value, from, to, freshPeak })
+    }
+
+    // Fences: unique, and larger for every grant that certainly came later.
+    const seen = new Map()
+    for (const h of hs) {
+      if (seen.has(h.fence)) violate('fence_order', { key, detail: 'fence used twice', fence: h.fence, a: seen.get(h.fence).w, b: h.w })
+      seen.set(h.fence, h)
+    }
+    const byS = [...hs].sort((a, b) => a.s - b.s)
+    const byT0 = [...hs].sort((a, b) => a.t0 - b.t0)
+    let i = 0
+    let maxFence = -Infinity
+    let maxHold = null
+    for (const y of byT0) {
+      while (i < byS.length && byS[i].s < y.t0) {
+        if (byS[i].fence > maxFence) {
+          maxFence = byS[i].fence
+          maxHold = byS[i]
+        }
+        i++
+      }
+      if (maxFence >= y.fence) violate('fence_order', { key, earlier: { w: maxHold.w, fence: maxFence, granted: maxHold.s }, later: { w: y.w, fence: y.fence, acquireStart: y.t0 } })
+    }
+
+    // Reclaims: a grant of a slot whose previous holder was killed holding it.
+    const bySlot = new Map()
+    let reclaims = 0
+    const reclaimLatency = []
+    for (const h of byS) {
+      const prev = bySlot.get(h.slot)
+      if (prev && prev.end === 'killed') {
+        reclaims++
+        reclaimLatency.push((h.s - prev.e) / 1000)
+      }
+      bySlot.set(h.slot, h)
+    }
+    reclaimLatency.sort((a, b) => a - b)
+
+    const values = changes.map((c) => c.value)
+    const peakPerLimit = {}
+    for (const ep of epochs) peakPerLimit[ep.limit] = Math.max(peakPerLimit[ep.limit] ?? 0, ep.freshPeak)
+    perKey[key] = {
+      grants: hs.length,
+      peakHolders: peak,
+      peakAtMs: peakAt === null ? null : round((peakAt - (meta.startT ?? 0)) / 1000),
+      limitMin: Math.min(...values),
+      limitMax: Math.max(...values),
+      limitChanges: changes.length - 1,
+      peakFreshHoldersPerLimit: peakPerLimit,
+      overAdmissionEpisodes: overEpisodes,
+      reclaimsAfterKill: reclaims,
+      reclaimLatencyMs: { p50: round(pct(reclaimLatency, 0.5)), max: round(reclaimLatency.at(-1) ?? null) },
+      killedHolding: hs.filter((h) => h.end === 'killed').length,
+      wipedByRootDeletion: hs.filter((h) => h.end === 'wiped').length,
+    }
+  }
+
+  // ---- leftovers ---------------------------------------------------------------------------
+  const killedPids = new Set([...kills.values()].map((k) => k.pid))
+  const left = { beforeSweep: null, afterSweep: null }
+  if (leftovers) {
+    const classify = (snap) => {
+      const out = { slotRecords: 0, tmpFiles: 0, other: 0, entries: [] }
+      for (const ent of snap) {
+        if (ent.kind === 'slot') out.slotRecords++
+        else if (ent.kind === 'tmp') out.tmpFiles++
+        else out.other++
+        out.entries.push(ent)
+      }
+      return out
+    }
+    left.beforeSweep = classify(leftovers.before)
+    left.afterSweep = classify(leftovers.after)
+    for (const ent of leftovers.before) {
+      if (ent.kind === 'slot' && !killedPids.has(ent.pid)) {
+        violate('litter', { when: 'before final sweep', path: ent.path, pid: ent.pid, detail: 'slot record of a process that was not killed' })
+      }
+      if (ent.kind === 'other') violate('litter', { when: 'before final sweep', path: ent.path, detail: 'unexpected entry' })
+    }
+    for (const ent of leftovers.after) violate('litter', { when: 'after final sweep', path: ent.path, kind: ent.kind })
+  } else {
+    violate('litter', { detail: 'no leftovers snapshot (the run did not finish)' })
+  }
+
+  // ---- stop ---------------------------------------------------------------------------------
+  let maxExitAfterStopMs = null
+  let survivors = 0
+  if (stopAllT !== null) {
+    for (const ex of exits.values()) {
+      if (ex.t >= stopAllT && !kills.has(ex.w)) {
+        survivors++
+        maxExitAfterStopMs = Math.max(maxExitAfterStopMs ?? 0, (ex.t - stopAllT) / 1000)
+      }
+    }
+  } else {
+    violate('deadlock', { detail: 'the driver never reached the stop phase' })
+  }
+
+  grantWaits.sort((a, b) => a - b)
+  // I4: a waiter fails by its deadline plus a small bound. A paused waiter cannot; others get a
+  // generous bound (a loaded 2-core machine starves processes), and far past it is a hang.
+  const overrun = (b, ms) => b.waitMs !== undefined && !b.paused && b.waitedMs > b.waitMs + ms
+  const late = busyWaits.filter((b) => overrun(b, 1000))
+  for (const b of busyWaits.filter((x) => overrun(x, 5000))) violate('deadline_overrun', { w: b.w, waitMs: b.waitMs, waitedMs: b.waitedMs })
+  const summary = {
+    seed: meta.seed,
+    procs: meta.procs,
+    seconds: meta.seconds,
+    keys: meta.keys.length,
+    limit: meta.limit,
+    fault: meta.fault ?? null,
+    durationS: endT !== null && meta.startT !== undefined ? round((endT - meta.startT) / 1e6) : null,
+    workersStarted: counts.spawns,
+    chaos: counts,
+    ops: { ...ops, grantWaitMs: { p50: round(pct(grantWaits, 0.5)), p99: round(pct(grantWaits, 0.99)), max: round(grantWaits.at(-1) ?? null) } },
+    deadlineMisses: ops.busyWait,
+    busyReturnedLateOver1s: late.length,
+    perKey,
+    leftovers: left,
+    stop: { survivors, maxExitAfterStopMs: round(maxExitAfterStopMs), hung: hung.length, stopTimeoutMs: meta.stopTimeoutMs },
+    unparsableLogLines: run.badLines,
+    violationCounts,
+  }
+  return { ok: violations.length === 0, violations, summary }
+}

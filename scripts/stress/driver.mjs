@@ -1,0 +1,374 @@
+// The chaos driver: starts N workers, then, from a seeded schedule, SIGKILLs them (at random
+// moments, while holding, and mid-claim through the beforePublish trap), SIGSTOPs and later
+// SIGCONTs them, lowers and raises limits, deletes the lock root, and starts replacements. At
+// the end it stops everyone, waits (bounded) for every worker to finish its loop, snapshots
+// leftovers, runs a final sweep, snapshots again, and hands the logs to the independent checker.
+//
+// Every driver action is logged to driver.jsonl with the shared monotonic clock (µs), BEFORE it
+// takes effect where that matters (kill, limit change after the control file is replaced).
+import { spawn } from 'node:child_process'
+import * as fs from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
+import { setTimeout as delay } from 'node:timers/promises'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { checkRun, loadRun } from './check.mjs'
+import { deriveSeed, rng } from './prng.mjs'
+
+const here = dirname(fileURLToPath(import.meta.url))
+export const PACKAGE_ROOT = resolve(here, '..', '..')
+export const DEFAULT_INTERNAL = join(PACKAGE_ROOT, 'dist', 'internal.js')
+const WORKER = join(here, 'worker.mjs')
+
+/** Key names with the characters a real user would put in them. */
+const KEY_NAMES = ['alpha', 'Beta/with slash', 'gamma:λ key', 'Delta.Δ', 'eps ilon', 'zeta#7', 'eta\\back', 'theta|pipe']
+
+/** Relative weights of the chaos actions per tick. */
+export const DEFAULT_WEIGHTS = {
+  idle: 24,
+  killRandom: 8,
+  killHolder: 8,
+  stopHolder: 8,
+  stopRandom: 3,
+  trap: 10,
+  limit: 10,
+  rmroot: 2,
+}
+
+const now = () => Number(process.hrtime.bigint() / 1000n)
+
+/** The command that reproduces a run's schedule. */
+export function reproduceCommand(o) {
+  const parts = ['npm run stress --', `--procs ${o.procs}`, `--seconds ${o.seconds}`, `--limit ${o.limit}`, `--keys ${o.keys}`, `--seed ${o.seed}`]
+  if (o.fault) parts.push(`--fault ${o.fault}`)
+  return parts.join(' ')
+}
+
+function listLeftovers(root) {
+  const out = []
+  let names
+  try {
+    names = fs.readdirSync(root)
+  } catch (err) {
+    if (err.code === 'ENOENT') return out
+    throw err
+  }
+  for (const name of names) {
+    const p = join(root, name)
+    const st = fs.lstatSync(p)
+    if (!name.startsWith('k-') || !st.isDirectory()) {
+      out.push({ path: name, kind: 'other' })
+      continue
+    }
+    for (const n of fs.readdirSync(p)) {
+      if (n === 'gate' || n === 'key') continue
+      const ent = { path: `${name}/${n}`, kind: /^slot-\d+$/.test(n) ? 'slot' : /^tmp-[0-9a-f]{32}$/.test(n) ? 'tmp' : 'other' }
+      if (ent.kind === 'slot') {
+        try {
+          ent.pid = JSON.parse(fs.readFileSync(join(p, n), 'utf8')).pid
+        } catch {
+          ent.pid = null
+        }
+      }
+      out.push(ent)
+    }
+  }
+  return out
+}
+
+/**
+ * Copies the built engine (dist/internal.js and the addon) into the run directory, so a rebuild
+ * of dist/ or build/ by someone else during the run cannot break workers that start later. The
+ * copy keeps the package layout the binding loader expects (dist/ one level below the root).
+ */
+function snapshotEngine(internal, runDir) {
+  const srcRoot = resolve(dirname(internal), '..')
+  const pkg = join(runDir, 'engine')
+  fs.mkdirSync(join(pkg, 'dist'), { recursive: true })
+  fs.copyFileSync(internal, join(pkg, 'dist', 'internal.js'))
+  fs.writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'proclease-stress-snapshot', type: 'module' }))
+  fs.symlinkSync(join(srcRoot, 'node_modules'), join(pkg, 'node_modules'))
+  for (const sub of ['build/Release', 'prebuilds']) {
+    const from = join(srcRoot, sub)
+    if (fs.existsSync(from)) {
+      fs.cpSync(from, join(pkg, sub), { recursive: true, filter: (f) => fs.statSync(f).isDirectory() || f.endsWith('.node') })
+    }
+  }
+  return join(pkg, 'dist', 'internal.js')
+}
+
+/**
+ * Runs one chaos run and checks it. Options: procs, seconds, limit, keys, seed, fault,
+ * stopTimeoutMs, runDir, internal (path of dist/internal.js), weights, tickMs [lo, hi],
+ * waitChoices, trapStallMs, log (progress printer).
+ */
+export async function runStress(options = {}) {
+  const o = {
+    procs: 6,
+    seconds: 30,
+    limit: 2,
+    keys: 2,
+    seed: (Math.random() * 2 ** 32) >>> 0,
+    fault: null,
+    stopTimeoutMs: 30_000,
+    internal: DEFAULT_INTERNAL,
+    weights: DEFAULT_WEIGHTS,
+    tickMs: [40, 250],
+    waitChoices: [100, 400, 1500, 3000],
+    trapStallMs: 250,
+    hiddenEvery: 3,
+    log: () => {},
+    ...options,
+  }
+  if (!fs.existsSync(o.internal)) {
+    throw new Error(`${o.internal} is missing: build the package first (npm run build)`)
+  }
+  const runDir = o.runDir ?? fs.mkdtempSync(join(tmpdir(), 'proclease-stress-'))
+  fs.mkdirSync(runDir, { recursive: true })
+  const root = join(runDir, 'root')
+  o.internal = snapshotEngine(o.internal, runDir)
+  const keys = Array.from({ length: o.keys }, (_, i) => KEY_NAMES[i] ?? `key-${i}`)
+  // The tick schedule (which action, with which parameters) comes from `rd` alone, so a seed
+  // replays the same sequence of decisions; draws made from asynchronous events (when a killed
+  // worker is replaced) come from `rr`, so their timing cannot shift that sequence.
+  const rd = rng(deriveSeed(o.seed, 'driver'))
+  const rr = rng(deriveSeed(o.seed, 'replacements'))
+  const driverFd = fs.openSync(join(runDir, 'driver.jsonl'), 'a', 0o600)
+  const emit = (ev) => fs.writeSync(driverFd, JSON.stringify(ev) + '\n')
+  const startT = now()
+  const command = reproduceCommand(o)
+  fs.writeFileSync(
+    join(runDir, 'meta.json'),
+    JSON.stringify({ seed: o.seed, procs: o.procs, seconds: o.seconds, keys, limit: o.limit, fault: o.fault, stopTimeoutMs: o.stopTimeoutMs, startT, root, command }, null, 2),
+  )
+
+  // ---- control file: limits, trap, stop ---------------------------------------------------
+  const control = { limits: Object.fromEntries(keys.map((k) => [k, o.limit])), stop: false, traps: {} }
+  const controlPath = join(runDir, 'control.json')
+  let controlTmp = 0
+  const writeControl = () => {
+    const tmp = `${controlPath}.${controlTmp++}.tmp`
+    fs.writeFileSync(tmp, JSON.stringify(control))
+    fs.renameSync(tmp, controlPath)
+  }
+  writeControl()
+
+  // ---- workers ------------------------------------------------------------------------------
+  const workers = new Map()
+  let nextId = 0
+  let stopping = false
+  const traps = new Map() // worker id -> { seq, kill }
+  let trapSeq = 0
+
+  const lastEvent = (id) => {
+    let fd
+    try {
+      fd = fs.openSync(join(runDir, `w-${id}.jsonl`), 'r')
+    } catch {
+      return null
+    }
+    try {
+      const size = fs.fstatSync(fd).size
+      const len = Math.min(size, 2048)
+      const buf = Buffer.alloc(len)
+      fs.readSync(fd, buf, 0, len, size - len)
+      const lines = buf.toString('utf8').split('\n').filter((l) => l.length > 0)
+      try {
+        return JSON.parse(lines.at(-1) ?? 'null')
+      } catch {
+        return null
+      }
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  const spawnWorker = () => {
+    const id = nextId++
+    const cfg = { id, seed: o.seed, root, runDir, keys, fault: o.fault, internal: o.internal, waitChoices: o.waitChoices, trapStallMs: o.trapStallMs, hiddenEvery: o.hiddenEvery }
+    const errFd = fs.openSync(join(runDir, `w-${id}.stderr`), 'a', 0o600)
+    const proc = spawn(process.execPath, [WORKER, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', errFd] })
+    fs.closeSync(errFd)
+    const w = { id, proc, pid: proc.pid, alive: true, stopped: false, killed: false }
+    w.exited = new Promise((resolveExit) => {
+      proc.once('exit', (code, signal) => {
+        w.alive = false
+        emit({ ev: 'exit', w: id, pid: w.pid, code, signal, t: now(), expected: w.killed })
+        if (!w.killed && !stopping) {
+          o.log(`worker ${id} exited unexpectedly (code ${code}, signal ${signal})`)
+          scheduleReplacement(rr.range(20, 300))
+        }
+        resolveExit()
+      })
+    })
+    createInterface({ input: proc.stdout }).on('line', (line) => {
+      const m = /^trap (\d+) (\d+)$/.exec(line)
+      if (!m) return
+      const trap = traps.get(Number(m[1]))
+      if (!trap || trap.seq !== Number(m[2])) return
+      traps.delete(Number(m[1]))
+      emit({ ev: 'trap', w: id, t: now(), kill: trap.kill })
+      if (trap.kill && w.alive && !stopping) kill(w, 'mid-claim')
+    })
+    workers.set(id, w)
+    emit({ ev: 'spawn', w: id, pid: proc.pid, t: now() })
+    return w
+  }
+
+  const scheduleReplacement = (ms) => {
+    setTimeout(() => {
+      if (!stopping) spawnWorker()
+    }, ms)
+  }
+
+  const kill = (w, why) => {
+    if (!w.alive || w.killed) return
+    w.killed = true
+    emit({ ev: 'kill', w: w.id, pid: w.pid, t: now(), why })
+    w.proc.kill('SIGKILL')
+    if (why !== 'hung') scheduleReplacement(rr.range(20, 300))
+  }
+
+  const live = () => [...workers.values()].filter((w) => w.alive && !w.killed)
+  const holders = () => live().filter((w) => lastEvent(w.id)?.ev === 'grant')
+
+  const stopFor = (w, ms) => {
+    if (w.stopped) return
+    w.stopped = true
+    emit({ ev: 'stop', w: w.id, t: now(), ms })
+    w.proc.kill('SIGSTOP')
+    setTimeout(() => cont(w), ms)
+  }
+  const cont = (w) => {
+    if (!w.stopped) return
+    w.stopped = false
+    if (w.alive && !w.killed) {
+      w.proc.kill('SIGCONT')
+      emit({ ev: 'cont', w: w.id, t: now() })
+    }
+  }
+
+  for (let i = 0; i < o.procs; i++) spawnWorker()
+
+  // ---- chaos --------------------------------------------------------------------------------
+  const maxStopped = Math.max(1, Math.floor(o.procs / 3))
+  const endAt = performance.now() + o.seconds * 1000
+  let lastRmroot = -Infinity
+  let ticks = 0
+  while (performance.now() < endAt) {
+    // Every tick draws the same five numbers whatever the state, so the decision sequence of a
+    // seed does not shift when a target happens to be missing.
+    const pauseMs = rd.range(o.tickMs[0], o.tickMs[1])
+    const action = rd.weighted(o.weights)
+    const uTarget = rd.next()
+    const uParam = rd.next()
+    const uKey = rd.next()
+    const among = (items) => items[Math.floor(uTarget * items.length)]
+    await delay(pauseMs)
+    ticks++
+    const pool = live()
+    if (pool.length === 0) continue
+    switch (action) {
+      case 'killRandom':
+        kill(among(pool), 'random')
+        break
+      case 'killHolder': {
+        const hs = holders()
+        if (hs.length > 0) kill(among(hs), 'holder')
+        break
+      }
+      case 'stopHolder':
+      case 'stopRandom': {
+        const ms = 100 + uParam * 2900
+        const candidates = (action === 'stopHolder' ? holders() : pool).filter((w) => !w.stopped)
+        if (candidates.length > 0 && pool.filter((w) => w.stopped).length < maxStopped) stopFor(among(candidates), ms)
+        break
+      }
+      case 'trap': {
+        const w = among(pool)
+        const trap = { seq: ++trapSeq, kill: uParam < 0.8 }
+        traps.set(w.id, trap)
+        control.traps[w.id] = trap.seq
+        writeControl()
+        emit({ ev: 'arm', w: w.id, t: now(), seq: trap.seq })
+        break
+      }
+      case 'limit': {
+        const key = keys[Math.floor(uKey * keys.length)]
+        let value = 1 + Math.floor(uParam * (o.limit + 1))
+        if (value === control.limits[key]) value = value === 1 ? 2 : value - 1
+        control.limits[key] = value
+        // t0 before the control file is replaced, t after: a worker whose acquire began after t
+        // read the new value; one granted before t0 used an older one.
+        const t0 = now()
+        writeControl()
+        emit({ ev: 'limit', key, value, t0, t: now() })
+        break
+      }
+      case 'rmroot': {
+        if (performance.now() - lastRmroot < 2000) break
+        lastRmroot = performance.now()
+        const t0 = now()
+        let error = null
+        try {
+          fs.rmSync(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 2 })
+        } catch (err) {
+          error = err.code ?? String(err)
+        }
+        emit({ ev: 'rmroot', t0, t1: now(), error })
+        break
+      }
+    }
+    if (ticks % 50 === 0) o.log(`  t=${Math.round((now() - startT) / 1e6)}s workers=${live().length}`)
+  }
+
+  // ---- stop ---------------------------------------------------------------------------------
+  stopping = true
+  const stopT = now()
+  emit({ ev: 'stopAll', t: stopT })
+  for (const w of workers.values()) cont(w)
+  control.stop = true
+  control.traps = {}
+  writeControl()
+  const all = [...workers.values()]
+  await Promise.all(
+    all.map(async (w) => {
+      if (!w.alive) return
+      const timer = delay(o.stopTimeoutMs, null, { ref: false }).then(() => 'timeout')
+      const outcome = await Promise.race([w.exited.then(() => 'exited'), timer])
+      if (outcome === 'timeout' && w.alive) {
+        emit({ ev: 'hung', w: w.id, pid: w.pid, t: now(), last: lastEvent(w.id) })
+        kill(w, 'hung')
+        await w.exited
+      }
+    }),
+  )
+  // Replacements scheduled just before the stop may not have been started; nothing is pending.
+  await delay(350)
+  for (const w of workers.values()) if (w.alive) await w.exited
+
+  // ---- leftovers and the final sweep -------------------------------------------------------
+  const before = listLeftovers(root)
+  let sweepError = null
+  try {
+    const { FileStore } = await import(pathToFileURL(o.internal).href)
+    const store = new FileStore({ root })
+    for (const key of keys) await store.sweep(key, false, false)
+  } catch (err) {
+    sweepError = String(err?.stack ?? err)
+  }
+  const after = listLeftovers(root)
+  fs.writeFileSync(join(runDir, 'leftovers.json'), JSON.stringify({ before, after, sweepError }, null, 2))
+  emit({ ev: 'end', t: now() })
+  fs.closeSync(driverFd)
+
+  const result = checkRun(loadRun(runDir))
+  if (sweepError) {
+    result.ok = false
+    result.violations.push({ kind: 'error', phase: 'final sweep', message: sweepError })
+    result.summary.violationCounts.error = (result.summary.violationCounts.error ?? 0) + 1
+  }
+  fs.writeFileSync(join(runDir, 'report.json'), JSON.stringify(result, null, 2))
+  return { ...result, runDir, command, seed: o.seed }
+}

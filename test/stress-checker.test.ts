@@ -1,0 +1,235 @@
+// The chaos checker is the oracle of the stress harness: these synthetic logs pin down what it
+// must call a violation and what it must allow (holders above a lowered limit, holders killed or
+// wiped by a lock-root deletion).
+import { describe, expect, it } from 'vitest'
+import { type StressRun, checkRun } from '../scripts/stress/check.mjs'
+
+type Ev = Record<string, unknown>
+
+interface HoldSpec {
+  t0: number
+  s: number
+  /** "rel" logged at t2; omitted: the worker was killed holding. */
+  t2?: number
+  ok?: boolean
+  limit?: number
+  slot?: number
+  fence?: number
+  key?: string
+}
+
+function cycle(h: HoldSpec): Ev[] {
+  const key = h.key ?? 'k'
+  const out: Ev[] = [
+    { ev: 'acq', t0: h.t0, key, limit: h.limit ?? 1, mode: 'wait', waitMs: 1000 },
+    { ev: 'grant', t: h.s, key, slot: h.slot ?? 0, fence: h.fence ?? 1000 + h.s, waitedMs: (h.s - h.t0) / 1000 },
+  ]
+  if (h.t2 !== undefined) {
+    out.push({ ev: 'rel', t: h.t2, key })
+    out.push({ ev: 'reld', t: h.t2 + 1, key, ok: h.ok ?? true })
+  }
+  return out
+}
+
+interface Scenario {
+  limit?: number
+  workers: Record<number, { events: Ev[]; killedAt?: number; exits?: boolean }>
+  driver?: Ev[]
+  before?: Ev[]
+  after?: Ev[]
+}
+
+function makeRun(sc: Scenario): StressRun {
+  const driver: Ev[] = []
+  const workers = new Map<number, Ev[]>()
+  for (const [id, w] of Object.entries(sc.workers)) {
+    const n = Number(id)
+    driver.push({ ev: 'spawn', w: n, pid: 1000 + n, t: 0 })
+    const events: Ev[] = [{ ev: 'start', t: 1, pid: 1000 + n }, ...w.events]
+    if (w.killedAt !== undefined) driver.push({ ev: 'kill', w: n, pid: 1000 + n, t: w.killedAt, why: 'holder' })
+    else if (w.exits !== false) events.push({ ev: 'exit', t: 900_000 })
+    workers.set(n, events)
+  }
+  driver.push(...(sc.driver ?? []))
+  driver.push({ ev: 'stopAll', t: 800_000 })
+  for (const [id, w] of Object.entries(sc.workers)) {
+    const n = Number(id)
+    driver.push({ ev: 'exit', w: n, pid: 1000 + n, code: w.killedAt !== undefined ? null : 0, signal: w.killedAt !== undefined ? 'SIGKILL' : null, t: 900_001 })
+  }
+  driver.push({ ev: 'end', t: 950_000 })
+  driver.sort((a, b) => ((a.t ?? a.t0) as number) - ((b.t ?? b.t0) as number))
+  return {
+    meta: { seed: 7, procs: 2, seconds: 1, keys: ['k'], limit: sc.limit ?? 1, fault: null, stopTimeoutMs: 30_000, startT: 0 },
+    driver,
+    workers,
+    leftovers: { before: sc.before ?? [], after: sc.after ?? [] },
+    badLines: 0,
+  }
+}
+
+const kinds = (sc: Scenario): string[] => Object.keys(checkRun(makeRun(sc)).summary.violationCounts).sort()
+
+describe('stress checker', () => {
+  it('accepts holders that take turns', () => {
+    const res = checkRun(
+      makeRun({
+        workers: {
+          0: { events: [...cycle({ t0: 10, s: 20, t2: 30 }), ...cycle({ t0: 60, s: 70, t2: 80 })] },
+          1: { events: cycle({ t0: 25, s: 40, t2: 50 }) },
+        },
+      }),
+    )
+    expect(res.violations).toEqual([])
+    expect(res.ok).toBe(true)
+    expect(res.summary.perKey.k.peakHolders).toBe(1)
+    expect(res.summary.ops.grants).toBe(3)
+  })
+
+  it('reports two overlapping holders of a limit-1 key, and their shared slot', () => {
+    expect(
+      kinds({
+        workers: {
+          0: { events: cycle({ t0: 10, s: 20, t2: 40 }) },
+          1: { events: cycle({ t0: 15, s: 30, t2: 50 }) },
+        },
+      }),
+    ).toEqual(['epoch_over_limit', 'over_admission', 'slot_shared'])
+  })
+
+  it('reports a grant made while others held through the whole acquire call', () => {
+    expect(
+      kinds({
+        workers: {
+          0: { events: cycle({ t0: 10, s: 20, t2: 100 }) },
+          1: { events: cycle({ t0: 30, s: 40, t2: 50, slot: 1 }) },
+        },
+      }),
+    ).toEqual(['epoch_over_limit', 'grant_over_limit', 'over_admission'])
+  })
+
+  it('allows holders above a lowered limit until they release, but not a new grant beside them', () => {
+    const lowered = { ev: 'limit', key: 'k', value: 1, t0: 49, t: 50 }
+    // Two holders of limit 2, then the limit drops to 1; they finish; then one new holder.
+    expect(
+      kinds({
+        limit: 2,
+        driver: [lowered],
+        workers: {
+          0: { events: [...cycle({ t0: 10, s: 20, t2: 100, limit: 2 }), ...cycle({ t0: 120, s: 130, t2: 140, limit: 1 })] },
+          1: { events: cycle({ t0: 15, s: 25, t2: 110, limit: 2, slot: 1 }) },
+        },
+      }),
+    ).toEqual([])
+    // The same, but the new holder (limit 1) is admitted while an old one still holds.
+    expect(
+      kinds({
+        limit: 2,
+        driver: [lowered],
+        workers: {
+          0: { events: [...cycle({ t0: 10, s: 20, t2: 100, limit: 2 }), ...cycle({ t0: 120, s: 130, t2: 140, limit: 1, slot: 0 })] },
+          1: { events: cycle({ t0: 15, s: 25, t2: 200, limit: 2, slot: 1 }) },
+        },
+      }),
+    ).toEqual(['grant_over_limit', 'over_admission'])
+  })
+
+  it('ends a killed holder at the kill, not before', () => {
+    // Worker 0 holds from 20 and is killed at 60; worker 1 is granted at 70: fine.
+    expect(kinds({ workers: { 0: { events: cycle({ t0: 10, s: 20 }), killedAt: 60 }, 1: { events: cycle({ t0: 30, s: 70, t2: 80 }) } } })).toEqual([])
+    // Granted at 50, before the kill at 60: two holders at once.
+    expect(kinds({ workers: { 0: { events: cycle({ t0: 10, s: 20 }), killedAt: 60 }, 1: { events: cycle({ t0: 30, s: 50, t2: 80, slot: 1 }) } } })).toEqual([
+      'epoch_over_limit',
+      'grant_over_limit',
+      'over_admission',
+    ])
+  })
+
+  it('treats a lease wiped by a lock-root deletion as ended at the deletion, and a lost lease otherwise as a violation', () => {
+    const deletion = { ev: 'rmroot', t0: 40, t1: 45, error: null }
+    const workers = {
+      0: { events: cycle({ t0: 10, s: 20, t2: 100, ok: false }) },
+      1: { events: cycle({ t0: 50, s: 60, t2: 70 }) },
+    }
+    expect(kinds({ driver: [deletion], workers })).toEqual([])
+    expect(checkRun(makeRun({ driver: [deletion], workers })).summary.ops.wiped).toBe(1)
+    expect(kinds({ workers })).toEqual(['epoch_over_limit', 'grant_over_limit', 'lease_lost', 'over_admission', 'slot_shared'])
+  })
+
+  it('excuses a lease wiped while its release was waiting for the gate', () => {
+    // "rel" at 50, the root deleted at 60 while release waits (a paused process holds the gate),
+    // release answers false at 70; meanwhile worker 1 took the slot at 65.
+    const deletion = { ev: 'rmroot', t0: 60, t1: 62, error: null }
+    const lost: Ev[] = [
+      { ev: 'acq', t0: 10, key: 'k', limit: 1, mode: 'wait', waitMs: 1000 },
+      { ev: 'grant', t: 20, key: 'k', slot: 0, fence: 1020, waitedMs: 0.01 },
+      { ev: 'rel', t: 50, key: 'k' },
+      { ev: 'reld', t: 70, key: 'k', ok: false },
+    ]
+    const workers = { 0: { events: lost }, 1: { events: cycle({ t0: 55, s: 65, t2: 80 }) } }
+    expect(kinds({ driver: [deletion], workers })).toEqual([])
+    expect(kinds({ workers })).toEqual(['lease_lost'])
+  })
+
+  it('checks a hold whose release succeeded in full even across a deletion', () => {
+    const deletion = { ev: 'rmroot', t0: 40, t1: 45, error: null }
+    expect(
+      kinds({
+        driver: [deletion],
+        workers: { 0: { events: cycle({ t0: 10, s: 20, t2: 100, ok: true }) }, 1: { events: cycle({ t0: 50, s: 60, t2: 70, slot: 1 }) } },
+      }),
+    ).toEqual(['epoch_over_limit', 'grant_over_limit', 'over_admission'])
+  })
+
+  it('reports fences that do not increase with grant order, and reused fences', () => {
+    expect(kinds({ workers: { 0: { events: [...cycle({ t0: 10, s: 20, t2: 30, fence: 9 }), ...cycle({ t0: 40, s: 50, t2: 60, fence: 5 })] } } })).toEqual([
+      'fence_order',
+    ])
+    expect(kinds({ workers: { 0: { events: [...cycle({ t0: 10, s: 20, t2: 30, fence: 5 }), ...cycle({ t0: 40, s: 50, t2: 60, fence: 5 })] } } })).toEqual([
+      'fence_order',
+    ])
+  })
+
+  it('uses the limit of the holder that may have been granted last', () => {
+    // A (limit 3) is granted after B (limit 1) began... B's limit-1 grant could have come first.
+    const res = kinds({
+      limit: 3,
+      driver: [{ ev: 'limit', key: 'k', value: 1, t0: 5, t: 6 }, { ev: 'limit', key: 'k', value: 3, t0: 11, t: 12 }],
+      workers: {
+        0: { events: cycle({ t0: 8, s: 30, t2: 100, limit: 1 }) },
+        1: { events: cycle({ t0: 20, s: 25, t2: 100, limit: 3, slot: 1 }) },
+      },
+    })
+    expect(res).toEqual([])
+  })
+
+  it('reports errors, unexpected exits, hung workers and litter', () => {
+    expect(
+      kinds({
+        workers: {
+          0: { events: [{ ev: 'err', t: 5, phase: 'acquire', key: 'k', code: 'ENOENT', message: 'boom' }] },
+          1: { events: cycle({ t0: 10, s: 20, t2: 30 }), exits: false },
+        },
+        driver: [{ ev: 'hung', w: 1, pid: 1001, t: 830_000 }],
+        before: [{ path: 'k-x/slot-0', kind: 'slot', pid: 1000 }],
+        after: [{ path: 'k-x/tmp-0123', kind: 'tmp' }],
+      }),
+    ).toEqual(['deadlock', 'error', 'litter', 'unexpected_exit'])
+  })
+
+  it('reports a waiter that answers far past its deadline, unless it was paused', () => {
+    const late: Ev[] = [
+      { ev: 'acq', t0: 10, key: 'k', limit: 1, mode: 'wait', waitMs: 100 },
+      { ev: 'busy', t: 6_000_010, key: 'k', mode: 'wait', waitedMs: 6000 },
+    ]
+    expect(kinds({ workers: { 0: { events: late } } })).toEqual(['deadline_overrun'])
+    const paused = [
+      { ev: 'stop', w: 0, t: 50, ms: 5900 },
+      { ev: 'cont', w: 0, t: 5_950_000 },
+    ]
+    expect(kinds({ driver: paused, workers: { 0: { events: late } } })).toEqual([])
+  })
+
+  it('accepts records of killed holders before the final sweep', () => {
+    expect(kinds({ workers: { 0: { events: cycle({ t0: 10, s: 20 }), killedAt: 60 } }, before: [{ path: 'k-x/slot-0', kind: 'slot', pid: 1000 }] })).toEqual([])
+  })
+})
