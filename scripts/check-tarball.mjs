@@ -62,12 +62,14 @@ function pack(dest) {
   check(!files.some((f) => f.startsWith('package/build/')), `tarball contains build/:\n${files.filter((f) => f.startsWith('package/build/')).join('\n')}`)
   check(!files.some((f) => f.startsWith('package/node_modules/')), 'tarball contains node_modules/')
   check(!files.some((f) => f.startsWith('package/test/')), 'tarball contains test/')
+  // The fault seams live behind dist/internal.js: tests use them, the package must not ship them.
+  check(!files.some((f) => f.startsWith('package/dist/internal')), 'tarball contains the test-only dist/internal bundle')
   const prebuilt = `package/prebuilds/${process.platform}-${process.arch}/`
   check(
     files.some((f) => f.startsWith(prebuilt) && f.endsWith('.node')),
     `tarball has no ${prebuilt}*.node; it has:\n${files.join('\n')}`,
   )
-  for (const f of ['package/dist/index.js', 'package/dist/index.cjs', 'package/dist/index.d.ts', 'package/package.json', 'package/binding.gyp']) {
+  for (const f of ['package/dist/index.js', 'package/dist/index.cjs', 'package/dist/index.d.ts', 'package/dist/cli.js', 'package/package.json', 'package/binding.gyp']) {
     check(files.includes(f), `tarball lacks ${f}`)
   }
   return tarball
@@ -139,6 +141,16 @@ function verifyLoad(project, path, label, extraEnv) {
   }
 }
 
+// The installed bin runs and probes through the prebuild too.
+function verifyCli(project, path) {
+  const bin = join(project, 'node_modules', '.bin', 'proclease')
+  check(existsSync(bin), 'the installed package has no proclease bin')
+  const out = JSON.parse(run(bin, ['probe', '--json'], { cwd: project, env: cleanEnv(path, {}) }))
+  const text = JSON.stringify(out)
+  check(/"starttime":"[0-9]+"/.test(text), `proclease probe --json printed ${text}`)
+  step('ok installed CLI: proclease probe --json')
+}
+
 function install(base, name, tarball, path, flags, extraEnv) {
   const project = join(base, name)
   mkdirSync(project)
@@ -168,6 +180,7 @@ function main() {
     verifyLoad(normal, path, 'normal install', { PREBUILDS_ONLY: '1' })
     const noScripts = install(base, 'ignore-scripts', tarball, path, ['--ignore-scripts'], { PREBUILDS_ONLY: '1' })
     verifyLoad(noScripts, path, 'install --ignore-scripts', { PREBUILDS_ONLY: '1' })
+    verifyCli(normal, path)
     step('tarball OK')
   } finally {
     rmSync(base, { recursive: true, force: true })
