@@ -594,23 +594,32 @@ export class FileStore implements LeaseStore {
     fs.renameSync(tmp, path)
   }
 
-  private releaseLocked(h: FileHandle, grant: Grant): boolean {
-    const path = join(h.dir, `slot-${grant.slot}`)
+  /**
+   * Our record, if the slot path still names our locked file and that file still carries our
+   * token; null when it is gone or someone else's (wiped by a cleaner, re-granted). Under the gate.
+   */
+  private ownRecord(dir: string, h: FileHandle, grant: Grant): { path: string; size: number; record: SlotRecord } | null {
+    const path = join(dir, `slot-${grant.slot}`)
     let st: fs.Stats
     try {
       st = fs.lstatSync(path)
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) return false
+      if (isErrno(err, 'ENOENT')) return null
       throw err
     }
-    // Ours only if the path still names our locked file and that file still carries our token.
-    if (st.ino !== h.ino || st.dev !== h.dev) return false
+    if (st.ino !== h.ino || st.dev !== h.dev) return null
     const buf = Buffer.alloc(Math.min(st.size, MAX_RECORD_BYTES))
     const n = fs.readSync(h.fd, buf, 0, buf.length, 0)
     const parsed = parseRecord(buf.toString('utf8', 0, n))
-    if (!parsed.ok || parsed.record.token !== grant.token) return false
+    if (!parsed.ok || parsed.record.token !== grant.token) return null
+    return { path, size: st.size, record: parsed.record }
+  }
+
+  private releaseLocked(h: FileHandle, grant: Grant): boolean {
+    const own = this.ownRecord(h.dir, h, grant)
+    if (own === null) return false
     try {
-      fs.unlinkSync(path)
+      fs.unlinkSync(own.path)
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return false
       throw err
@@ -663,21 +672,10 @@ export class FileStore implements LeaseStore {
     let out: boolean | null
     try {
       out = await this.withGateWaiting(grant.key, false, (dir) => {
-        const path = join(dir, `slot-${grant.slot}`)
-        let st: fs.Stats
-        try {
-          st = fs.lstatSync(path)
-        } catch (err) {
-          // The record is gone (the lock root was wiped): the slot is no longer ours, as in release.
-          if (isErrno(err, 'ENOENT')) return false
-          throw err
-        }
-        if (st.ino !== h.ino || st.dev !== h.dev) return false
-        const buf = Buffer.alloc(Math.min(st.size, MAX_RECORD_BYTES))
-        const n = fs.readSync(h.fd, buf, 0, buf.length, 0)
-        const parsed = parseRecord(buf.toString('utf8', 0, n))
-        if (!parsed.ok || parsed.record.token !== grant.token) return false
-        const bytes = serializeRecord({ ...parsed.record, ...holderFields(holder) }, st.size)
+        // A wiped or re-granted record is no longer ours, as in release.
+        const own = this.ownRecord(dir, h, grant)
+        if (own === null) return false
+        const bytes = serializeRecord({ ...own.record, ...holderFields(holder) }, own.size)
         writeAll(h.fd, bytes)
         return true
       })
