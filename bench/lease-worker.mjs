@@ -33,7 +33,7 @@ async function acquire(waitMs) {
 }
 
 if (role === 'pingpong') {
-  // Hold until the parent says "release", then queue up again at once.
+  // Hold until the parent says "release"; queue up again on the next line.
   const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]()
   for (;;) {
     emit({ ev: 'want', t: now() })
@@ -43,6 +43,8 @@ if (role === 'pingpong') {
     if (done) process.exit(0)
     emit({ ev: 'release', t: now() })
     await release()
+    // Queue again only when told: the slot must pass to a process that was already waiting.
+    if ((await lines.next()).done) process.exit(0)
   }
 } else if (role === 'handoff') {
   const rounds = Number(arg)

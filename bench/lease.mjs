@@ -90,13 +90,15 @@ async function handoff(impl) {
   const lat = []
   let holder = await nextGrant()
   for (let i = 0; i < ROUNDS; i++) {
-    // Let the waiters settle into their idle wait before the release.
-    await new Promise((r) => setTimeout(r, 150))
+    // Let the waiters settle into their idle wait before the release. The random part keeps a
+    // poller's schedule from lining up with the release (a fixed 150 ms is 3 × its 50 ms period).
+    await new Promise((r) => setTimeout(r, 150 + Math.random() * 100))
     const w = workers[holder.id]
     w.child.stdin.write('release\n')
     const rel = await w.next('release')
     holder = await nextGrant()
     lat.push(Number(BigInt(holder.e.t) - BigInt(rel.t)) / 1e6)
+    w.child.stdin.write('queue\n')
   }
   for (const w of workers) { w.child.stdin.end(); w.child.kill('SIGKILL') }
   await Promise.all(workers.map((w) => w.exited))
