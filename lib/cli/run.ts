@@ -57,8 +57,9 @@ The command inherits the slot's lock as file descriptor 3: leave it open (or
 let it close when the command ends). Background processes the command starts
 inherit it too and keep the slot held until they end; close fd 3 in them
 (\`3>&-\`) if they should not. If this wrapper is killed, even with SIGKILL,
-the slot stays held until the command ends. SIGINT, SIGTERM and SIGHUP sent
-to the wrapper are forwarded to the command.
+the slot stays held until the command (and anything still holding fd 3)
+ends. SIGINT, SIGTERM and SIGHUP sent to the wrapper are forwarded to the
+command.
 
 Examples:
   proclease run --key deploy -- ./deploy.sh
@@ -238,13 +239,27 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     })
   } finally {
     try {
-      if (!(await lease.release()) && !cfg.quiet) {
+      const outcome = child !== null ? await handBack(lease) : (await lease.release()) ? 'released' : 'lost'
+      if (outcome === 'lost' && !cfg.quiet) {
         writeLine(io.stderr, `proclease: warning: the slot of ${JSON.stringify(cfg.key)} was no longer held when the command ended (lock root removed?)`)
+      }
+      if (outcome === 'shared' && !cfg.quiet) {
+        writeLine(io.stderr, `proclease: the slot of ${JSON.stringify(cfg.key)} stays held by processes the command left running (they inherited fd 3)`)
       }
     } finally {
       for (const s of FORWARDED) process.removeListener(s, onSignal)
     }
   }
+}
+
+/** After the command: release, unless processes it left running still share the slot's lock. */
+async function handBack(lease: Lease): Promise<'released' | 'shared' | 'lost'> {
+  const inner = leaseInternals(lease)
+  const store = inner?.store as FileStore | undefined
+  if (!inner || !store || typeof store.releaseUnlessShared !== 'function') return (await lease.release()) ? 'released' : 'lost'
+  const outcome = await store.releaseUnlessShared(inner.grant)
+  await lease.release() // already ended in the store: only stops tracking it for exit
+  return outcome
 }
 
 async function runHolding(cfg: RunConfig, lease: Lease, io: Io, setChild: (c: ChildProcess) => void): Promise<number> {

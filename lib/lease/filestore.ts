@@ -686,6 +686,38 @@ export class FileStore implements LeaseStore {
     return out === true
   }
 
+  /**
+   * Ends our share of a hold handed to a command (the CLI's `run`), as flock(1) would: drops our
+   * lock and removes the record only if no other process still holds the slot's lock. Processes
+   * the command left running with the inherited descriptor keep the slot held; the record then
+   * stays, and is reclaimed once they are gone (kernel lock free, recorded holder dead).
+   */
+  async releaseUnlessShared(grant: Grant): Promise<'released' | 'shared' | 'lost'> {
+    const h = grant.handle as FileHandle
+    if (h.released) return 'lost'
+    let out: 'released' | 'shared' | 'lost' | null
+    try {
+      out = await this.withGateWaiting(grant.key, false, (dir) => {
+        const own = this.ownRecord(dir, h, grant)
+        if (own === null) return 'lost'
+        this.finishRelease(h)
+        const fd = fs.openSync(own.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        try {
+          if (!this.tryLock(fd, own.path)) return 'shared'
+          fs.unlinkSync(own.path)
+          return 'released'
+        } finally {
+          fs.closeSync(fd)
+        }
+      })
+    } catch (err) {
+      if (!(err instanceof Vanished)) throw err
+      out = 'lost'
+    }
+    if (!h.released) this.finishRelease(h)
+    return out ?? 'lost'
+  }
+
   /** The open descriptor carrying the slot's kernel lock (for handing to a child process). */
   lockDescriptor(grant: Grant): number {
     return (grant.handle as FileHandle).fd

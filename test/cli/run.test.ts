@@ -169,6 +169,43 @@ describe('the hold belongs to the command', () => {
   })
 })
 
+describe('processes the command leaves running', () => {
+  it('keep the slot held while they hold fd 3, as with flock(1); it frees when they end', async () => {
+    // The command starts a background process that keeps fd 3 and exits at once.
+    const bg = `const { spawn } = require('node:child_process');
+      const c = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: ['ignore', 'ignore', 'ignore', 3], detached: true });
+      console.log('bg ' + c.pid); c.unref()`
+    const r = await runCli(['run', '--key', 'bg', '--root', root, '--', node, '-e', bg])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/stays held by processes the command left running/)
+    const bgPid = Number(/^bg (\d+)/m.exec(r.stdout)?.[1])
+    expect(bgPid).toBeGreaterThan(0)
+    try {
+      expect((await statusJson('bg')).keys[0]).toMatchObject({ active: 1 })
+      expect(await tryAcquireLease({ key: 'bg', limit: 1, lockRoot: root })).toBeNull()
+    } finally {
+      process.kill(bgPid, 'SIGKILL')
+    }
+    // Its lock closes with it: a waiting acquire reclaims the slot (kernel free, holder dead).
+    leases.push(await acquireLease({ key: 'bg', limit: 1, lockRoot: root, waitMs: 30_000 }))
+  })
+
+  it('do not hold the slot when they closed fd 3', async () => {
+    const bg = `const { spawn } = require('node:child_process');
+      const c = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore', detached: true });
+      console.log('bg ' + c.pid); c.unref()`
+    const r = await runCli(['run', '--key', 'nobg', '--root', root, '--', node, '-e', bg])
+    const bgPid = Number(/^bg (\d+)/m.exec(r.stdout)?.[1])
+    try {
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stderr).toBe('')
+      expect((await statusJson('nobg')).keys[0]).toMatchObject({ active: 0 })
+    } finally {
+      if (bgPid > 0) process.kill(bgPid, 'SIGKILL')
+    }
+  })
+})
+
 describe('a wiped lock root', () => {
   it('runs the command to its end and warns that the slot was lost', async () => {
     const p = cli(['run', '--key', 'wiped', '--root', root, '--', node, '-e', heldScript()])
