@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
+import { afterAll, afterEach, beforeEach } from 'vitest'
+import type { Lease } from '../../lib/index.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -224,4 +226,26 @@ function ready() {
 ${stay}
 ready();
 `
+}
+
+/**
+ * The per-test setup shared by the CLI test files: a fresh lock root before each test (handed to
+ * onRoot), and after each test the leases pushed onto the returned array released, every started
+ * CLI process ended and the root removed.
+ */
+export function setupCliTests(onRoot: (root: string) => void): Lease[] {
+  const leases: Lease[] = []
+  let remove: () => void = () => {}
+  beforeEach(() => {
+    const t = tempRoot()
+    remove = t.remove
+    onRoot(t.root)
+  })
+  afterEach(async () => {
+    for (const l of leases.splice(0)) await l.release()
+    await cleanup()
+    remove()
+  })
+  afterAll(finish)
+  return leases
 }

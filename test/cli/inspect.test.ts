@@ -1,23 +1,12 @@
 // `proclease status` and `proclease reclaim`: counts while holders run, and the --json schemas.
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { type Lease, tryAcquireLease } from '../../lib/index.js'
-import { DIST_INDEX, Proc, cleanup, cli, finish, heldScript, runCli, tempRoot } from './harness.js'
+import { DIST_INDEX, Proc, cli, heldScript, runCli, setupCliTests } from './harness.js'
 
-let root: string
-let remove: () => void
-const leases: Lease[] = []
-
-beforeEach(() => {
-  ;({ root, remove } = tempRoot())
+let root = ''
+const leases = setupCliTests((r) => {
+  root = r
 })
-
-afterEach(async () => {
-  for (const l of leases.splice(0)) await l.release()
-  await cleanup()
-  remove()
-})
-
-afterAll(finish)
 
 const node = process.execPath
 

@@ -1,25 +1,14 @@
 // `proclease run`: exit statuses, busy exit, the hold belonging to the command, signal forwarding.
 import { spawnSync } from 'node:child_process'
 import { rmSync } from 'node:fs'
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { type Lease, acquireLease, tryAcquireLease } from '../../lib/index.js'
-import { CLI, Proc, cleanup, cli, finish, heldScript, runCli, tempRoot } from './harness.js'
+import { CLI, Proc, cli, heldScript, runCli, setupCliTests } from './harness.js'
 
-let root: string
-let remove: () => void
-const leases: Lease[] = []
-
-beforeEach(() => {
-  ;({ root, remove } = tempRoot())
+let root = ''
+const leases = setupCliTests((r) => {
+  root = r
 })
-
-afterEach(async () => {
-  for (const l of leases.splice(0)) await l.release()
-  await cleanup()
-  remove()
-})
-
-afterAll(finish)
 
 const node = process.execPath
 
