@@ -12,16 +12,7 @@ import { ProbeError, capturePidInfo, isUnknownBootId } from '../lib/index.js'
 import { type Probes, createProbes } from '../lib/probes.js'
 import { unsupportedBinding } from './helpers/bindings.js'
 import { reapedPid } from './helpers/children.js'
-
-function probeError(fn: () => unknown): ProbeError {
-  try {
-    fn()
-  } catch (err) {
-    expect(err).toBeInstanceOf(ProbeError)
-    return err as ProbeError
-  }
-  throw new Error('expected a ProbeError, nothing was thrown')
-}
+import { probeError } from './helpers/probe-error.js'
 
 describe.each([
   ['a missing native binding', () => createProbes({ binding: null, error: new Error('x') }), 'native_unavailable'],

@@ -19,16 +19,7 @@ import {
   otherThreadIds,
   pollUntil,
 } from './helpers/kernel.js'
-
-function probeError(fn: () => unknown): ProbeError {
-  try {
-    fn()
-  } catch (err) {
-    expect(err).toBeInstanceOf(ProbeError)
-    return err as ProbeError
-  }
-  throw new Error('expected a ProbeError, nothing was thrown')
-}
+import { probeError } from './helpers/probe-error.js'
 
 let scratch: string
 beforeAll(() => {
