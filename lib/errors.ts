@@ -23,6 +23,10 @@ export type LeaseErrorCode =
   | 'lock_root_unwritable'
   | 'locks_unsupported'
   | 'aborted'
+  /** Another process has held the key's gate past the wait's bound (stopped mid-transition?). */
+  | 'key_frozen'
+  /** The key's fence counter cannot grow without passing 2^53 - 1; fences never repeat. */
+  | 'fence_exhausted'
 
 /** Raised by the lease API. `capacity` is set only for `lease_busy` and is counts only. */
 export class LeaseError extends Error {

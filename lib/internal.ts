@@ -1,8 +1,8 @@
 // Internal entry point (dist/internal.js) for the CLI, tests and the chaos harness: the engine's
 // building blocks, including the FileStore constructor whose test-only `faults` parameter the
 // public API cannot reach. Not part of the public API; no stability promise.
-export { FileStore } from './lease/filestore.js'
-export type { FileStoreFaults, FileStoreOptions } from './lease/filestore.js'
+export { FileStore } from './lease/file/index.js'
+export type { FileStoreFaults, FileStoreOptions } from './lease/file/index.js'
 export { acquireWith, leaseInternals, selfHolder } from './lease/engine.js'
 export { normalizeOptions } from './lease/options.js'
 export { storeFor } from './lease/api.js'

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { selfHolder } from '../lib/lease/engine.js'
-import { FileStore } from '../lib/lease/filestore.js'
+import { FileStore } from '../lib/lease/file/index.js'
 import type { ClaimAttempt, ClaimRequest, Grant } from '../lib/lease/store.js'
 
 const dirs: string[] = []

@@ -14,7 +14,8 @@ import type { HolderRecord } from '../classify.js'
 import { LeaseError, ProbeError } from '../errors.js'
 import { acquireLeaseWith } from '../lease/api.js'
 import { type Lease, leaseInternals } from '../lease/engine.js'
-import type { FileStore } from '../lease/filestore.js'
+import type { Grant } from '../lease/store.js'
+import type { HandBack, HandOff, LostCause } from '../lease/store.js'
 import { capturePidInfo, hostIdentity } from '../probes.js'
 import {
   EXIT,
@@ -239,11 +240,11 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     })
   } finally {
     try {
-      const outcome = child !== null ? await handBack(lease) : (await lease.release()) ? 'released' : 'lost'
-      if (outcome === 'lost' && !cfg.quiet) {
-        writeLine(io.stderr, `proclease: warning: the slot of ${JSON.stringify(cfg.key)} was no longer held when the command ended (lock root removed?)`)
+      const back: HandBack = child !== null ? await handBack(lease) : (await lease.release()) ? { outcome: 'released' } : { outcome: 'lost', cause: 'record_removed' }
+      if (back.outcome === 'lost' && !cfg.quiet) {
+        writeLine(io.stderr, `proclease: warning: the slot of ${JSON.stringify(cfg.key)} was no longer held when the command ended: ${lostWhy(back.cause)}`)
       }
-      if (outcome === 'shared' && !cfg.quiet) {
+      if (back.outcome === 'shared' && !cfg.quiet) {
         writeLine(io.stderr, `proclease: the slot of ${JSON.stringify(cfg.key)} stays held by processes the command left running (they inherited fd 3)`)
       }
     } finally {
@@ -252,23 +253,31 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
   }
 }
 
-/** After the command: release, unless processes it left running still share the slot's lock. */
-async function handBack(lease: Lease): Promise<'released' | 'shared' | 'lost'> {
+/** What happened to a hold that was no longer ours, in an operator's words. */
+function lostWhy(cause: LostCause): string {
+  return cause === 'record_replaced'
+    ? 'its slot record was replaced by another holder (removed by hand or by `reclaim` while it ran?)'
+    : 'its slot record was removed (the lock root or key directory deleted, e.g. by a temp-directory cleaner?)'
+}
+
+function handOffOf(lease: Lease): { handOff: HandOff; grant: Grant } {
   const inner = leaseInternals(lease)
-  const store = inner?.store as FileStore | undefined
-  if (!inner || !store || typeof store.releaseUnlessShared !== 'function') return (await lease.release()) ? 'released' : 'lost'
-  const outcome = await store.releaseUnlessShared(inner.grant)
+  const handOff = inner?.store.handOff
+  if (!inner || !handOff) throw new Error('internal error: the lease store cannot hand its hold to a command')
+  return { handOff, grant: inner.grant }
+}
+
+/** After the command: release, unless processes it left running still share the slot's lock. */
+async function handBack(lease: Lease): Promise<HandBack> {
+  const { handOff, grant } = handOffOf(lease)
+  const back = await handOff.releaseUnlessShared(grant)
   await lease.release() // already ended in the store: only stops tracking it for exit
-  return outcome
+  return back
 }
 
 async function runHolding(cfg: RunConfig, lease: Lease, io: Io, setChild: (c: ChildProcess) => void): Promise<number> {
-  const inner = leaseInternals(lease)
-  const store = inner?.store as FileStore | undefined
-  if (!inner || !store || typeof store.lockDescriptor !== 'function' || typeof store.transfer !== 'function') {
-    throw new Error('internal error: the lease store cannot hand its hold to a command')
-  }
-  const fd = store.lockDescriptor(inner.grant)
+  const { handOff, grant } = handOffOf(lease)
+  const fd = handOff.lockDescriptor(grant)
   const child = spawn(cfg.command, cfg.args, { stdio: ['inherit', 'inherit', 'inherit', fd] })
   const ended = waitForChild(child)
   if (child.pid !== undefined) {
@@ -280,14 +289,14 @@ async function runHolding(cfg: RunConfig, lease: Lease, io: Io, setChild: (c: Ch
       // rewritten, the command still holds the kernel lock it inherited.
       let ok: boolean
       try {
-        ok = await store.transfer(inner.grant, identity)
+        ok = await handOff.transfer(grant, identity)
       } catch (err) {
         const e = err as NodeJS.ErrnoException
         writeLine(io.stderr, `proclease: warning: could not hand the slot record to the command: ${e?.message ?? String(err)}${e?.code ? ` (${e.code})` : ''}`)
         ok = true
       }
       if (!ok) {
-        writeLine(io.stderr, `proclease: warning: the slot of ${JSON.stringify(cfg.key)} was lost (lock root removed?); the command runs unguarded`)
+        writeLine(io.stderr, `proclease: warning: the slot of ${JSON.stringify(cfg.key)} was lost before the command started (its record was removed or replaced); the command runs unguarded`)
       }
     }
   }

@@ -1,10 +1,10 @@
 import { resolve } from 'node:path'
 import { LeaseError } from '../errors.js'
 import { type AcquireHooks, type Lease, acquireWith } from './engine.js'
-import { FileStore } from './filestore.js'
-import { type LeaseOptions, checkKey, checkLockRoot, normalizeOptions } from './options.js'
+import { FileStore } from './file/index.js'
+import { type LeaseOptions, checkKey, checkLockRoot, checkWaitOptions, normalizeOptions } from './options.js'
 import { defaultLockRoot } from './root.js'
-import type { KeyStatus, SweepReport } from './store.js'
+import { GATE_WAIT_MS, type GateWait, type KeyStatus, type SweepReport } from './store.js'
 
 const stores = new Map<string, FileStore>()
 
@@ -56,13 +56,26 @@ export interface InspectOptions {
   verbose?: boolean
   /** As in LeaseOptions: inspect a root kept on a filesystem without trusted kernel locks. */
   allowUnsafeFilesystem?: boolean
+  /**
+   * How long to wait behind the key's gate while another process holds it (default 10 000 ms);
+   * a gate held longer (a process stopped mid-transition) fails with `key_frozen`.
+   */
+  waitMs?: number
+  /** Aborts that wait with `aborted`. */
+  signal?: AbortSignal
 }
 
-/** Counts and per-slot states of a key. Judges holders but changes nothing. */
+function gateWait(opts: { waitMs?: unknown; signal?: unknown }, what: string): GateWait {
+  const { waitMs, signal } = checkWaitOptions({ waitMs: opts.waitMs, signal: opts.signal }, what)
+  return { waitMs: waitMs ?? GATE_WAIT_MS, signal }
+}
+
+/** Counts and per-slot states of a key. Judges holders but changes nothing, and creates nothing. */
 export async function inspectLeases(opts: InspectOptions): Promise<KeyStatus> {
   if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'options must be an object')
   const key = checkKey(opts.key)
-  return storeFor(checkLockRoot(opts.lockRoot), opts.allowUnsafeFilesystem === true).inspect(key, opts.verbose === true)
+  const wait = gateWait(opts, 'inspectLeases')
+  return storeFor(checkLockRoot(opts.lockRoot), opts.allowUnsafeFilesystem === true).inspect(key, opts.verbose === true, wait)
 }
 
 export interface ReclaimOptions extends InspectOptions {
@@ -74,14 +87,16 @@ export interface ReclaimOptions extends InspectOptions {
 export async function reclaimLeases(opts: ReclaimOptions): Promise<SweepReport> {
   if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'options must be an object')
   const key = checkKey(opts.key)
+  const wait = gateWait(opts, 'reclaimLeases')
   return storeFor(checkLockRoot(opts.lockRoot), opts.allowUnsafeFilesystem === true).sweep(
     key,
     opts.dryRun === true,
     opts.verbose === true,
+    wait,
   )
 }
 
-/** Keys that have ever been used under a lock root. */
+/** Keys that have ever been used under a lock root (a missing root has none; nothing is created). */
 export function listLeaseKeys(opts: { lockRoot?: string } = {}): string[] {
   return storeFor(checkLockRoot(opts.lockRoot)).listKeys()
 }

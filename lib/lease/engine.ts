@@ -2,9 +2,17 @@ import { writeSync } from 'node:fs'
 import type { HolderRecord } from '../classify.js'
 import { LeaseError } from '../errors.js'
 import { capturePidInfo, hostIdentity } from '../probes.js'
-import type { NormalizedOptions } from './options.js'
+import { type NormalizedOptions, checkReleaseOptions } from './options.js'
 import { ExitWatches } from './exitwatch.js'
-import type { Grant, LeaseStore } from './store.js'
+import { GATE_WAIT_MS, type Grant, type KeyWatch, type LeaseStore } from './store.js'
+
+/** How long `release()` may wait behind the key's gate held by another process. */
+export interface ReleaseOptions {
+  /** Default 10 000 ms; then `key_frozen`, and the hold stays for a later release. */
+  waitMs?: number
+  /** Aborts the wait with `aborted`; the hold stays. */
+  signal?: AbortSignal
+}
 
 /** A held slot. Release it exactly once; later calls return false. */
 export interface Lease {
@@ -13,7 +21,7 @@ export interface Lease {
   readonly token: string
   /** Strictly increasing per key across all grants: pass it to the resource you protect. */
   readonly fence: number
-  release(): Promise<boolean>
+  release(opts?: ReleaseOptions): Promise<boolean>
   releaseSync(): boolean
   [Symbol.asyncDispose](): Promise<void>
 }
@@ -91,10 +99,11 @@ class LeaseHandle implements Lease {
 
   // Done only once the store has answered: after an I/O error the hold is intact, still tracked
   // for release at exit, and release can be called again.
-  async release(): Promise<boolean> {
+  async release(opts?: ReleaseOptions): Promise<boolean> {
+    const wait = checkReleaseOptions(opts)
     if (this.#done) return false
     if (this.#pending) return this.#pending.then(() => false)
-    this.#pending = this.#store.release(this.#grant).then(
+    this.#pending = this.#store.release(this.#grant, { waitMs: wait.waitMs ?? GATE_WAIT_MS, signal: wait.signal }).then(
       (ok) => {
         this.#finish()
         return ok
@@ -188,6 +197,8 @@ export interface AcquireHooks {
   onBusy?: (active: number, limit: number) => void
   /** The identity to record; defaults to this process. */
   holder?: () => HolderRecord
+  /** Each pause of the wait loop and why (a test seam for the pacing rules). */
+  onPause?: (ms: number, why: 'busy' | 'contended' | 'retry', watched: boolean) => void
 }
 
 /**
@@ -210,12 +221,13 @@ export async function acquireWith(
   let vanishedPause = VANISHED_FIRST_MS
   let lastActive: number | null = null
   let wake: (() => void) | null = null
-  let unwatch: (() => void) | null = null
+  let watch: KeyWatch | null = null
   let exits: ExitWatches | null = null
 
   try {
     for (;;) {
       if (signal?.aborted) throw abortError(signal)
+      let watched = false
       const attempt = store.tryClaim({ key, limit, metadata: opts.metadata, holder: holder() })
       const now = performance.now()
       let waitMs: number
@@ -227,13 +239,18 @@ export async function acquireWith(
           if (mode === 'try') return null
           if (now >= deadline) throw busyError(attempt.active, attempt.limit)
           hooks.onBusy?.(attempt.active, attempt.limit)
-          if (unwatch === null) {
-            unwatch = store.watch(key, () => wake?.())
+          // (Re-)arm the directory watch: none yet, it ended, or the key's directory was replaced.
+          if (watch === null || !watch.alive || (attempt.watchId !== null && watch.id !== attempt.watchId)) {
+            watch?.close()
+            watch = store.watch(key, () => wake?.())
             // A release may have landed before the watch began: look once more right away.
-            continue
+            if (watch !== null) continue
           }
           exits ??= new ExitWatches(() => wake?.())
-          const watched = exits.update(attempt.holderPids ?? []) && attempt.holderPids !== null
+          const exitsCovered = exits.update(attempt.holderPids ?? []) && attempt.holderPids !== null
+          // Long pauses only while every change is announced: releases by the watch, deaths by
+          // exit watches. Without a watch, a release is noticed only by looking again.
+          watched = watch !== null && watch.alive && exitsCovered
           waitMs = jitter(busyPause)
           busyPause = Math.min(busyPause * 2, watched ? BUSY_WATCHED_MAX_MS : BUSY_MAX_MS)
           break
@@ -253,19 +270,20 @@ export async function acquireWith(
           }
           // The lock root vanished (a cleaner): re-created on the next attempt, paced, never hot.
           // The old directory's watch died with it; a new one starts on the next busy answer.
-          unwatch?.()
-          unwatch = null
+          watch?.close()
+          watch = null
           waitMs = jitter(vanishedPause)
           vanishedPause = Math.min(vanishedPause * 2, VANISHED_MAX_MS)
           break
       }
       const limitMs = attempt.kind === 'busy' ? deadline - now : deadline + GATE_GRACE_MS - now
+      hooks.onPause?.(waitMs, attempt.kind, watched)
       await pause(Math.min(waitMs, Math.max(limitMs, 0)), signal, (fn) => {
         wake = fn
       })
     }
   } finally {
-    unwatch?.()
+    watch?.close()
     exits?.close()
   }
 }

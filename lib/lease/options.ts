@@ -109,3 +109,16 @@ export function normalizeOptions(opts: LeaseOptions): NormalizedOptions {
     allowUnsafeFilesystem: opts.allowUnsafeFilesystem === true,
   }
 }
+
+/** Checks `{ waitMs, signal }` of release, inspection and sweeps; undefined values are unset. */
+export function checkWaitOptions(opts: unknown, what: string): { waitMs: number | undefined; signal: AbortSignal | undefined } {
+  if (opts === undefined) return { waitMs: undefined, signal: undefined }
+  if (opts === null || typeof opts !== 'object') throw invalid(`${what} options must be an object`)
+  const o = opts as { waitMs?: unknown; signal?: unknown }
+  const waitMs = o.waitMs === undefined ? undefined : checkWaitMs(o.waitMs)
+  return { waitMs, signal: checkSignal(o.signal) }
+}
+
+export function checkReleaseOptions(opts: unknown): { waitMs: number | undefined; signal: AbortSignal | undefined } {
+  return checkWaitOptions(opts, 'release')
+}

@@ -14,6 +14,13 @@ export interface SlotRecord extends HolderRecord {
   limit: number
   /** The holder keeps a kernel lock on this file for the life of the hold. */
   kernelLock: boolean
+  /**
+   * The holder never drops that lock before this record is removed (library holds; absent in
+   * records of 0.1 and false once `run` hands the hold to a command, which may close its copy).
+   * A free lock then proves the hold ended, whatever the recorded identity says: a worker thread
+   * that held it was terminated, or its process closed the descriptor.
+   */
+  lockUntilRemoved?: boolean
   /** Wall-clock time of the grant, for display only. */
   acquiredAt: string
   metadata: Metadata
@@ -47,9 +54,12 @@ export function parseRecord(text: string): ParsedRecord {
     Number.isSafeInteger(r.slot) &&
     isStr(r.token) &&
     /^[0-9a-f]{32}$/.test(r.token) &&
-    Number.isSafeInteger(r.fence) &&
+    // An integer beyond 2^53 is kept (inexact) so that claims refuse to undercut it.
+    Number.isInteger(r.fence) &&
+    (r.fence as number) >= 0 &&
     Number.isSafeInteger(r.limit) &&
     typeof r.kernelLock === 'boolean' &&
+    (r.lockUntilRemoved === undefined || typeof r.lockUntilRemoved === 'boolean') &&
     isStr(r.acquiredAt) &&
     // pid is validated by the probe (an invalid pid classifies dead); it only has to be present.
     'pid' in r &&

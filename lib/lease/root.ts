@@ -3,6 +3,7 @@ import * as fs from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { LeaseError } from '../errors.js'
+import { isErrno } from './file/fsx.js'
 
 /**
  * The per-user private default: $XDG_RUNTIME_DIR/proclease when that directory is ours and
@@ -53,23 +54,30 @@ function unwritable(root: string, err: NodeJS.ErrnoException): LeaseError {
   return new LeaseError('lock_root_unwritable', `lock root ${root} is not writable (${err.code})`, { cause: err })
 }
 
-function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoException {
-  return err instanceof Error && codes.includes((err as NodeJS.ErrnoException).code ?? '')
-}
+const ROOT_ADVICE =
+  'use a private directory of your own: set lockRoot (CLI: --root), or XDG_RUNTIME_DIR for the default'
 
 /** Checks a directory we are about to trust: ours, a real directory, not writable by others. */
 export function checkPrivateDir(path: string, st: fs.Stats, label: string): void {
-  if (st.isSymbolicLink()) throw unsafe(path, `${label} is a symbolic link`)
-  if (!st.isDirectory()) throw unsafe(path, `${label} is not a directory`)
+  // The root's own problems come with what to do about them; a key directory's are ours to fix.
+  const advice = label === 'it' ? `; ${ROOT_ADVICE}` : ''
+  if (st.isSymbolicLink()) throw unsafe(path, `${label} is a symbolic link${advice}`)
+  if (!st.isDirectory()) throw unsafe(path, `${label} is not a directory${advice}`)
   const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid
-  if (st.uid !== uid) throw unsafe(path, `${label} is owned by uid ${st.uid}, not ${uid}`)
-  if ((st.mode & 0o022) !== 0) throw unsafe(path, `${label} is group- or world-writable`)
+  if (st.uid !== uid) {
+    const who = label === 'it' ? ' (another user created it, perhaps to interfere with your locks)' : ''
+    throw unsafe(path, `${label} is owned by uid ${st.uid}, not ${uid}${who}${advice}`)
+  }
+  if ((st.mode & 0o022) !== 0) throw unsafe(path, `${label} is group- or world-writable${advice}`)
 }
 
 export interface RootInfo {
   path: string
   /** Kernel locks on this filesystem are trusted. */
   kernelLocks: boolean
+  /** Identity of the vetted directory: a root replaced under us is vetted again. */
+  dev: number
+  ino: number
 }
 
 /**
@@ -108,27 +116,8 @@ function makeDirs(path: string): void {
   }
 }
 
-/**
- * Resolves, creates (0700) and vets a lock root. Safe to call again after the root vanished:
- * it is re-created and re-vetted.
- */
-export function ensureLockRoot(root: string, allowUnsafeFilesystem: boolean): RootInfo {
-  const path = resolve(root)
-  let st: fs.Stats
-  try {
-    st = fs.lstatSync(path)
-  } catch (err) {
-    if (isErrno(err, 'ENOTDIR')) throw unsafe(path, 'a parent is not a directory')
-    if (!isErrno(err, 'ENOENT')) throw err
-    try {
-      makeDirs(path)
-    } catch (mkErr) {
-      if (isErrno(mkErr, 'EACCES', 'EPERM', 'EROFS', 'ENOENT')) throw unwritable(path, mkErr)
-      if (isErrno(mkErr, 'ENOTDIR')) throw unsafe(path, 'a parent is not a directory')
-      throw mkErr
-    }
-    st = fs.lstatSync(path)
-  }
+/** Vets an existing lock root: private, ours, and on a filesystem whose kernel locks we trust. */
+export function vetLockRoot(path: string, st: fs.Stats, allowUnsafeFilesystem: boolean): RootInfo {
   checkPrivateDir(path, st, 'it')
   let type: number
   try {
@@ -144,7 +133,38 @@ export function ensureLockRoot(root: string, allowUnsafeFilesystem: boolean): Ro
       `lock root ${path} is on ${fsName}, where kernel locks cannot be trusted; use a local directory or opt into identity-only mode with allowUnsafeFilesystem`,
     )
   }
-  return { path, kernelLocks: fsName === null }
+  return { path, kernelLocks: fsName === null, dev: st.dev, ino: st.ino }
+}
+
+/** The lock root's current directory entry, or null when there is none. */
+export function lstatRoot(path: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(path)
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return null
+    if (isErrno(err, 'ENOTDIR')) throw unsafe(path, 'a parent is not a directory')
+    throw err
+  }
+}
+
+/**
+ * Resolves, creates (0700) and vets a lock root. Safe to call again after the root vanished:
+ * it is re-created and re-vetted.
+ */
+export function ensureLockRoot(root: string, allowUnsafeFilesystem: boolean): RootInfo {
+  const path = resolve(root)
+  let st = lstatRoot(path)
+  if (st === null) {
+    try {
+      makeDirs(path)
+    } catch (mkErr) {
+      if (isErrno(mkErr, 'EACCES', 'EPERM', 'EROFS', 'ENOENT')) throw unwritable(path, mkErr)
+      if (isErrno(mkErr, 'ENOTDIR')) throw unsafe(path, 'a parent is not a directory')
+      throw mkErr
+    }
+    st = fs.lstatSync(path)
+  }
+  return vetLockRoot(path, st, allowUnsafeFilesystem)
 }
 
 const SLUG_MAX = 40

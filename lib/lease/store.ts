@@ -31,6 +31,8 @@ export type ClaimAttempt =
       limit: number
       /** Local processes whose exit would free a slot, or null when some holder has none. */
       holderPids: number[] | null
+      /** Identity of what a watch of the key observes; a watch of anything else is re-armed. */
+      watchId: string | null
     }
   | { kind: 'contended' }
   | { kind: 'retry'; reason: string }
@@ -48,6 +50,8 @@ export interface HolderStatus {
   limit?: number
   metadata?: Metadata
   inconsistent?: boolean
+  /** The slot's kernel lock is held, but not by the recorded process (which is gone): it was inherited. */
+  lockInherited?: boolean
   problem?: string
 }
 
@@ -57,6 +61,8 @@ export interface KeyStatus {
   /** Largest limit recorded by current holders, when any hold records one. */
   limit?: number
   holders: HolderStatus[]
+  /** Entries of the key's directory that are not slot records (never counted); only when there are some. */
+  stray?: string[]
 }
 
 export interface SweepReport {
@@ -66,17 +72,56 @@ export interface SweepReport {
   status: KeyStatus
 }
 
+/** Default bound on waiting behind a key's gate another process holds (release, inspection, sweeps). */
+export const GATE_WAIT_MS = 10_000
+
+/** How long an operation may wait behind a key's gate held by another process. */
+export interface GateWait {
+  waitMs: number
+  signal?: AbortSignal
+}
+
+/** A directory of a key under the lock root; `key` is null when its key file is missing or unreadable. */
+export interface KeyEntry {
+  key: string | null
+  dir: string
+}
+
+/** A live watch of a key; `alive` turns false when the watch ended (its directory went away). */
+export interface KeyWatch {
+  readonly id: string
+  readonly alive: boolean
+  close(): void
+}
+
+/** Handing a hold to a child process (the CLI's `run`); only stores with descriptors offer it. */
+export interface HandOff {
+  /** A read-only descriptor that carries the slot's kernel lock, for the child to inherit. */
+  lockDescriptor(grant: Grant): number
+  /** Rewrites the record to name the child. False when the hold is no longer ours. */
+  transfer(grant: Grant, holder: HolderRecord): Promise<boolean>
+  /**
+   * Ends our share of the hold: drops our lock and removes the record unless another process
+   * still holds the slot's lock (`shared`). `lost` says why the hold was no longer ours.
+   */
+  releaseUnlessShared(grant: Grant, wait?: GateWait): Promise<HandBack>
+}
+
+export type LostCause = 'record_removed' | 'record_replaced'
+export type HandBack = { outcome: 'released' | 'shared' } | { outcome: 'lost'; cause: LostCause }
+
 /**
  * The atomic operations a lease store provides. The engine owns waiting, deadlines, aborts and
  * the lease object; a store owns serialization and judgement.
  */
 export interface LeaseStore {
   tryClaim(req: ClaimRequest): ClaimAttempt
-  /** Token-checked; false when the slot was no longer ours. Waits for the store's gate. */
-  release(grant: Grant): Promise<boolean>
+  /** Token-checked; false when the slot was no longer ours. Waits for the store's gate, bounded. */
+  release(grant: Grant, wait?: GateWait): Promise<boolean>
   releaseSync(grant: Grant): boolean
-  inspect(key: string, verbose: boolean): Promise<KeyStatus>
-  sweep(key: string, dryRun: boolean, verbose: boolean): Promise<SweepReport>
-  /** Calls back when the key's holders may have changed; returns the unsubscribe. */
-  watch(key: string, onChange: () => void): () => void
+  inspect(key: string, verbose: boolean, wait?: GateWait): Promise<KeyStatus>
+  sweep(key: string, dryRun: boolean, verbose: boolean, wait?: GateWait): Promise<SweepReport>
+  /** Calls back when the key's holders may have changed; null when no watch can be had. */
+  watch(key: string, onChange: () => void): KeyWatch | null
+  readonly handOff?: HandOff
 }
