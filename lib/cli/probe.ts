@@ -1,7 +1,7 @@
 // `proclease probe`: the identity of processes as the kernel reports it, and this host's ids.
 import { ProbeError } from '../errors.js'
 import { type PidInfo, capturePidInfo, hostIdentity, isUnknownBootId } from '../probes.js'
-import { EXIT, type Io, parse, writeLine } from './common.js'
+import { EXIT, type Io, parse, writeJson, writeLine } from './common.js'
 
 export const PROBE_HELP = `Usage: proclease probe [PID...] [--json]
 
@@ -81,7 +81,7 @@ export async function probeCommand(args: string[], io: Io): Promise<number> {
   const failed = out.processes.some((p) => !p.ok)
 
   if (parsed.values.json === true) {
-    writeLine(io.stdout, JSON.stringify(out, null, 2))
+    writeJson(io.stdout, out)
     return failed ? EXIT.FAILED : EXIT.OK
   }
   for (const p of out.processes) {
