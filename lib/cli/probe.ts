@@ -17,7 +17,8 @@ Options:
   --json       machine-readable output (schema version 1, see the README)
   --help, -h   this help
 
-Exit status: 0 when every pid was probed, 1 when any failed, 64 usage error.
+Exit status: 0 when every pid was probed, 1 when any failed, 64 usage error,
+141 when the reader of the output went away (as with SIGPIPE).
 
 Examples:
   proclease probe
