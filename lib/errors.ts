@@ -40,3 +40,31 @@ export class LeaseError extends Error {
     if (extra?.capacity) this.capacity = { active: extra.capacity.active, limit: extra.capacity.limit }
   }
 }
+
+/** What `await using` throws when disposal fails after the block threw; see suppressedError(). */
+export interface SuppressedErrorLike extends Error {
+  /** The later failure (the release). */
+  readonly error: unknown
+  /** The earlier failure (the job's own error), which is kept, not lost. */
+  readonly suppressed: unknown
+}
+
+// Node 20 has no global SuppressedError; this one has the same shape and name.
+class SuppressedErrorCompat extends Error implements SuppressedErrorLike {
+  readonly error: unknown
+  readonly suppressed: unknown
+
+  constructor(error: unknown, suppressed: unknown, message: string) {
+    super(message)
+    this.name = 'SuppressedError'
+    this.error = error
+    this.suppressed = suppressed
+  }
+}
+
+/** A SuppressedError as `await using` builds it: the global class where there is one. */
+export function suppressedError(error: unknown, suppressed: unknown, message: string): SuppressedErrorLike {
+  const Native = (globalThis as { SuppressedError?: SuppressedErrorConstructor }).SuppressedError
+  if (typeof Native === 'function') return new Native(error, suppressed, message) as SuppressedErrorLike
+  return new SuppressedErrorCompat(error, suppressed, message)
+}

@@ -21,6 +21,8 @@ export const EXIT = {
   CANNOT_EXECUTE: 126,
   /** The command was not found (as in sh). */
   NOT_FOUND: 127,
+  /** The reader of stdout went away (128 + SIGPIPE, what a shell reports for a tool SIGPIPE killed). */
+  PIPE: 141,
 } as const
 
 /** A bad command line: reported as one line plus a hint, exit 64. */
@@ -39,8 +41,64 @@ export interface Io {
   stderr: NodeJS.WriteStream
 }
 
+// Characters a terminal may act on rather than print: C0 and C1 controls (ESC starts a sequence
+// that can clear the screen or rewrite earlier lines; U+009B is a one-character CSI), DEL, and
+// the bidirectional overrides and line separators that make text display as something else.
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+// The same minus C0, which JSON.stringify already escapes (its newlines are the layout).
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+const NAMED: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' }
+
+function uEscape(c: string): string {
+  return NAMED[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+}
+
+/**
+ * Text with every character a terminal could act on written as a JSON-style escape (`\u001b`).
+ * Holders choose their argv0 (process.title), users their keys and paths: printed raw, either
+ * could rewrite the operator's terminal.
+ */
+export function escapeControl(text: string): string {
+  return text.replace(UNSAFE, uEscape)
+}
+
+/** One line of human-readable output, escaped: every line the CLI prints goes through here. */
 export function writeLine(stream: NodeJS.WritableStream, text = ''): void {
-  stream.write(`${text}\n`)
+  stream.write(`${escapeControl(text)}\n`)
+}
+
+/**
+ * A JSON document. The escapes added for DEL, C1 and the bidi controls are valid JSON and parse
+ * to the same strings: only the bytes a terminal would see change.
+ */
+export function writeJson(stream: NodeJS.WritableStream, value: unknown): void {
+  stream.write(`${JSON.stringify(value, null, 2).replace(UNSAFE_IN_JSON, uEscape)}\n`)
+}
+
+/**
+ * Watches the output streams for the rest of the run. A reader that goes away (`proclease probe
+ * | head -1`) is not an error: the output ends there, quietly, with 141 as when a tool dies of
+ * SIGPIPE (Node ignores SIGPIPE, so the write fails with EPIPE instead). Returns the exit status
+ * the output's fate imposes, or null while it is fine.
+ */
+export function watchOutput(io: Io): () => number | null {
+  let status: number | null = null
+  io.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (status !== null) return
+    if (err.code === 'EPIPE') {
+      status = EXIT.PIPE
+    } else {
+      status = EXIT.SOFTWARE
+      writeLine(io.stderr, `proclease: cannot write the output: ${err.message}${err.code ? ` (${err.code})` : ''}`)
+    }
+    // The run may be over already, its status set: this one wins.
+    process.exitCode = status
+  })
+  io.stderr.on('error', () => {
+    // Nowhere is left to report a failure to write messages; `run` must still see its command
+    // to the end. The exit status still says how things went.
+  })
+  return () => status
 }
 
 /** 128 + the signal's number, as shells report a death by signal. */
@@ -58,16 +116,57 @@ export interface Parsed {
   rest: string[] | null
 }
 
+/** A negative number: a value (or a positional), never an option; no option is a digit. */
+const NEGATIVE = /^-\.?[0-9]/
+
+function optionTakesValue(options: OptionSpec, token: string): string | null {
+  if (!options) return null
+  if (token.startsWith('--')) {
+    const name = token.slice(2)
+    return options[name]?.type === 'string' ? name : null
+  }
+  if (token.length !== 2) return null
+  for (const [name, spec] of Object.entries(options)) if (spec.short === token[1] && spec.type === 'string') return name
+  return null
+}
+
 /**
  * parseArgs, strict, with usage errors instead of TypeErrors. Positionals before `--` and after
  * it are kept apart so `run` can insist on `-- CMD`.
+ *
+ * Before parseArgs sees them, options that take a value are joined with it (`--wait -1` becomes
+ * `--wait=-1`): parseArgs would call a value that starts with a dash "ambiguous". A negative
+ * number is taken as the value (the option's own check then says what is wrong with it); any
+ * other dash-led word is an option forgotten a value (`--key --limit 2`), unless written
+ * `--key=--limit`. Negative numbers elsewhere are positionals (`probe -1`).
  */
 export function parse(command: string, args: string[], options: OptionSpec): Parsed {
   const dash = args.indexOf('--')
   const head = dash === -1 ? args : args.slice(0, dash)
   const rest = dash === -1 ? null : args.slice(dash + 1)
+  const optionArgs: string[] = []
+  const positionals: string[] = []
+  for (let i = 0; i < head.length; i++) {
+    const token = head[i] as string
+    if (token === '-' || !token.startsWith('-') || NEGATIVE.test(token)) {
+      positionals.push(token)
+      continue
+    }
+    const name = optionTakesValue(options, token)
+    if (name === null) {
+      optionArgs.push(token)
+      continue
+    }
+    const value = head[i + 1]
+    if (value === undefined) throw new UsageError(`${token} needs a value`, command)
+    if (value.startsWith('-') && value !== '-' && !NEGATIVE.test(value)) {
+      throw new UsageError(`${token} needs a value; ${JSON.stringify(value)} is an option (write ${token}=${value} if that is the value)`, command)
+    }
+    optionArgs.push(`--${name}=${value}`)
+    i++
+  }
   try {
-    const { values, positionals } = parseArgs({ args: head, options, allowPositionals: true, strict: true })
+    const { values } = parseArgs({ args: optionArgs, options, allowPositionals: false, strict: true })
     return { values: values as Parsed['values'], positionals, rest }
   } catch (err) {
     const msg = err instanceof Error ? err.message.split('\n')[0] ?? String(err) : String(err)
@@ -76,14 +175,17 @@ export function parse(command: string, args: string[], options: OptionSpec): Par
 }
 
 export function requireString(values: Parsed['values'], name: string, command: string): string {
-  const v = values[name]
-  if (typeof v !== 'string' || v.length === 0) throw new UsageError(`missing --${name}`, command)
+  const v = optionalString(values, name, command)
+  if (v === undefined) throw new UsageError(`missing --${name}`, command)
   return v
 }
 
-export function optionalString(values: Parsed['values'], name: string): string | undefined {
+/** The option's value; an empty one is a usage error (an unset shell variable, most often). */
+export function optionalString(values: Parsed['values'], name: string, command: string): string | undefined {
   const v = values[name]
-  return typeof v === 'string' ? v : undefined
+  if (typeof v !== 'string') return undefined
+  if (v.length === 0) throw new UsageError(`--${name} must not be empty`, command)
+  return v
 }
 
 export function parseLimit(text: string | undefined, command: string): number {
@@ -161,6 +263,11 @@ export function packageVersion(): string {
     dir = dirname(dir)
   }
   return 'unknown'
+}
+
+/** `A/L held`, the one form every count in the CLI takes; `?` for a limit no record states. */
+export function heldText(active: number, limit: number | null): string {
+  return `${active}/${limit ?? '?'} held`
 }
 
 /** Human-friendly duration: 850ms, 12s, 3m04s, 2h05m. */

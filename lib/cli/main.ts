@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The proclease command line: run, status, probe, reclaim.
-import { EXIT, type Io, UsageError, packageVersion, reportError } from './common.js'
+import { EXIT, type Io, UsageError, packageVersion, reportError, watchOutput } from './common.js'
 import { PROBE_HELP, probeCommand } from './probe.js'
 import { RECLAIM_HELP, reclaimCommand } from './reclaim.js'
 import { RUN_HELP, runCommand } from './run.js'
@@ -73,6 +73,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
 }
 
 // No process.exit(): output to pipes may still be flushing; nothing else keeps the loop alive.
-void main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }).then((code) => {
-  process.exitCode = code
+const io: Io = { stdout: process.stdout, stderr: process.stderr }
+const outputStatus = watchOutput(io)
+void main(process.argv.slice(2), io).then((code) => {
+  process.exitCode = outputStatus() ?? code
 })

@@ -1,7 +1,7 @@
 // `proclease probe`: the identity of processes as the kernel reports it, and this host's ids.
 import { ProbeError } from '../errors.js'
 import { type PidInfo, capturePidInfo, hostIdentity, isUnknownBootId } from '../probes.js'
-import { EXIT, type Io, parse, writeLine } from './common.js'
+import { EXIT, type Io, parse, writeJson, writeLine } from './common.js'
 
 export const PROBE_HELP = `Usage: proclease probe [PID...] [--json]
 
@@ -17,7 +17,8 @@ Options:
   --json       machine-readable output (schema version 1, see the README)
   --help, -h   this help
 
-Exit status: 0 when every pid was probed, 1 when any failed, 64 usage error.
+Exit status: 0 when every pid was probed, 1 when any failed, 64 usage error,
+141 when the reader of the output went away (as with SIGPIPE).
 
 Examples:
   proclease probe
@@ -81,7 +82,7 @@ export async function probeCommand(args: string[], io: Io): Promise<number> {
   const failed = out.processes.some((p) => !p.ok)
 
   if (parsed.values.json === true) {
-    writeLine(io.stdout, JSON.stringify(out, null, 2))
+    writeJson(io.stdout, out)
     return failed ? EXIT.FAILED : EXIT.OK
   }
   for (const p of out.processes) {

@@ -1,6 +1,6 @@
 // `proclease reclaim`: sweep the slots of holders proven gone, and say what was removed.
 import { reclaimLeases } from '../lease/api.js'
-import { EXIT, type Io, noPositionals, optionalString, parse, requireString, writeLine } from './common.js'
+import { EXIT, type Io, noPositionals, optionalString, parse, requireString, writeJson, writeLine } from './common.js'
 import { type JsonKey, keyJson, keyText } from './status.js'
 
 export const RECLAIM_HELP = `Usage: proclease reclaim --key K [--root DIR] [--dry-run] [--json] [--verbose]
@@ -49,7 +49,7 @@ export async function reclaimCommand(args: string[], io: Io): Promise<number> {
   }
   noPositionals(parsed, 'reclaim')
   const key = requireString(parsed.values, 'key', 'reclaim')
-  const lockRoot = optionalString(parsed.values, 'root')
+  const lockRoot = optionalString(parsed.values, 'root', 'reclaim')
   const verbose = parsed.values.verbose === true
   const dryRun = parsed.values['dry-run'] === true
   const report = await reclaimLeases({ key, lockRoot, dryRun, verbose })
@@ -61,7 +61,7 @@ export async function reclaimCommand(args: string[], io: Io): Promise<number> {
     remaining: keyJson(report.status, verbose, Date.now()),
   }
   if (parsed.values.json === true) {
-    writeLine(io.stdout, JSON.stringify(out, null, 2))
+    writeJson(io.stdout, out)
     return EXIT.OK
   }
   const verb = dryRun ? 'would reclaim' : 'reclaimed'

@@ -21,7 +21,9 @@ import {
   EXIT,
   type Io,
   UsageError,
+  escapeControl,
   formatDuration,
+  heldText,
   parse,
   parseExitCode,
   parseLimit,
@@ -34,7 +36,7 @@ import {
 } from './common.js'
 
 export const RUN_HELP = `Usage: proclease run --key K [--limit N] [--wait SECONDS] [--root DIR]
-                     [--busy-exit CODE] [--quiet] -- CMD [ARGS...]
+                     [--busy-exit CODE] [--quiet | --verbose] -- CMD [ARGS...]
 
 Hold one of the N slots of key K while CMD runs. At most N commands holding
 the same key run at once, across every process of this user on this host.
@@ -46,8 +48,11 @@ Options:
                      allowed; default: wait forever; 0: never wait)
   --root DIR         lock root (default: $XDG_RUNTIME_DIR/proclease, else
                      <tmpdir>/proclease-<uid>)
-  --busy-exit CODE   exit status when no slot freed in time (default 75)
+  --busy-exit CODE   exit status when no slot freed in time (default 75);
+                     with 0, a busy skip is not an error and prints nothing
   --quiet, -q        no progress line and no busy message
+  --verbose, -v      say which slot the command holds; print the busy
+                     message even with --busy-exit 0
   --help, -h         this help
 
 Exit status: the command's own; 128+N if it died by signal N; CODE (75)
@@ -78,6 +83,7 @@ interface RunConfig {
   lockRoot: string | undefined
   busyExit: number
   quiet: boolean
+  verbose: boolean
   command: string
   args: string[]
 }
@@ -90,6 +96,7 @@ function parseRun(args: string[]): RunConfig | 'help' {
     root: { type: 'string' },
     'busy-exit': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
+    verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
   })
   if (parsed.values.help === true) return 'help'
@@ -98,11 +105,13 @@ function parseRun(args: string[]): RunConfig | 'help' {
     throw new UsageError(`unexpected argument ${JSON.stringify(first)}: put the command after --`, 'run')
   }
   const key = requireString(parsed.values, 'key', 'run')
-  const limit = parseLimit(optionalString(parsed.values, 'limit'), 'run')
-  const waitMs = parseWaitSeconds(optionalString(parsed.values, 'wait'), 'run')
-  const busyExit = parseExitCode(optionalString(parsed.values, 'busy-exit'), EXIT.BUSY, 'busy-exit', 'run')
-  const root = optionalString(parsed.values, 'root')
-  if (root !== undefined && root.length === 0) throw new UsageError('--root must not be empty', 'run')
+  const limit = parseLimit(optionalString(parsed.values, 'limit', 'run'), 'run')
+  const waitMs = parseWaitSeconds(optionalString(parsed.values, 'wait', 'run'), 'run')
+  const busyExit = parseExitCode(optionalString(parsed.values, 'busy-exit', 'run'), EXIT.BUSY, 'busy-exit', 'run')
+  const root = optionalString(parsed.values, 'root', 'run')
+  const quiet = parsed.values.quiet === true
+  const verbose = parsed.values.verbose === true
+  if (quiet && verbose) throw new UsageError('--quiet and --verbose exclude each other', 'run')
   const rest = parsed.rest ?? []
   const command = rest[0]
   if (command === undefined || command.length === 0) {
@@ -114,7 +123,8 @@ function parseRun(args: string[]): RunConfig | 'help' {
     waitMs,
     lockRoot: root,
     busyExit,
-    quiet: parsed.values.quiet === true,
+    quiet,
+    verbose,
     command,
     args: rest.slice(1),
   }
@@ -147,7 +157,8 @@ class Progress {
     if (!this.counts) return
     const elapsed = formatDuration(performance.now() - this.start)
     const { active, limit } = this.counts
-    this.stream.write(`\r\x1b[2Kwaiting for a slot of ${JSON.stringify(this.key)} (${active}/${limit} held, ${elapsed})…`)
+    // Written raw (the \r and erase are ours), so the key is escaped here.
+    this.stream.write(`\r\x1b[2Kwaiting for a slot of ${escapeControl(JSON.stringify(this.key))} (${heldText(active, limit)}, ${elapsed})…`)
     this.shown = true
   }
 
@@ -222,9 +233,10 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     for (const s of FORWARDED) process.removeListener(s, onSignal)
     if (err instanceof LeaseError && err.code === 'aborted' && caught !== null) return signalExitCode(caught)
     if (err instanceof LeaseError && err.code === 'lease_busy') {
-      if (!cfg.quiet) {
+      // With --busy-exit 0 the caller asked for a skip, not an error: say so only when asked.
+      if (!cfg.quiet && (cfg.busyExit !== EXIT.OK || cfg.verbose)) {
         const waited = cfg.waitMs === undefined ? '' : ` within ${cfg.waitMs / 1000}s`
-        const cap = err.capacity ? ` (${err.capacity.active}/${err.capacity.limit} held)` : ''
+        const cap = err.capacity ? ` (${heldText(err.capacity.active, err.capacity.limit)})` : ''
         writeLine(io.stderr, `proclease: no slot of ${JSON.stringify(cfg.key)} freed${waited}${cap} (lease_busy)`)
       }
       return cfg.busyExit
@@ -232,6 +244,7 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     return reportError(err, io, 'run')
   }
   progress.done()
+  if (cfg.verbose) writeLine(io.stderr, `proclease: holding slot ${lease.slot} of ${JSON.stringify(cfg.key)} (fence ${lease.fence})`)
 
   try {
     if (caught !== null) return signalExitCode(caught)

@@ -2,7 +2,7 @@
 import { inspectLeases, listLeaseKeys } from '../lease/api.js'
 import { defaultLockRoot } from '../lease/root.js'
 import type { HolderStatus, KeyStatus } from '../lease/store.js'
-import { EXIT, type Io, formatDuration, noPositionals, optionalString, parse, writeLine } from './common.js'
+import { EXIT, type Io, formatDuration, heldText, noPositionals, optionalString, parse, writeJson, writeLine } from './common.js'
 
 export const STATUS_HELP = `Usage: proclease status [--key K] [--root DIR] [--json] [--verbose]
 
@@ -88,10 +88,12 @@ export function keyJson(s: KeyStatus, verbose: boolean, now: number): JsonKey {
   }
 }
 
-/** The text form of one key: a header line, then one line per slot. */
+/**
+ * The text form of one key: a header line, then one line per slot. Holder-chosen text (argv0,
+ * hostname, metadata) is printed as is here: writeLine escapes what a terminal would act on.
+ */
 export function keyText(k: JsonKey, verbose: boolean): string[] {
-  const held = k.limit === null ? `${k.active} held` : `${k.active}/${k.limit} held`
-  const lines = [`${JSON.stringify(k.key)}  ${held}`]
+  const lines = [`${JSON.stringify(k.key)}  ${heldText(k.active, k.limit)}`]
   for (const h of k.holders) {
     const slot = h.slot >= 0 ? `slot ${h.slot}` : 'entry'
     let line = `  ${slot.padEnd(8)} ${h.state}`
@@ -124,8 +126,8 @@ export async function statusCommand(args: string[], io: Io): Promise<number> {
     return EXIT.OK
   }
   noPositionals(parsed, 'status')
-  const key = optionalString(parsed.values, 'key')
-  const lockRoot = optionalString(parsed.values, 'root')
+  const key = optionalString(parsed.values, 'key', 'status')
+  const lockRoot = optionalString(parsed.values, 'root', 'status')
   const verbose = parsed.values.verbose === true
   const keys = key !== undefined ? [key] : listLeaseKeys({ lockRoot })
   const now = Date.now()
@@ -133,7 +135,7 @@ export async function statusCommand(args: string[], io: Io): Promise<number> {
   for (const k of keys) out.keys.push(keyJson(await inspectLeases({ key: k, lockRoot, verbose }), verbose, now))
 
   if (parsed.values.json === true) {
-    writeLine(io.stdout, JSON.stringify(out, null, 2))
+    writeJson(io.stdout, out)
     return EXIT.OK
   }
   if (out.keys.length === 0) {

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { LeaseError } from '../errors.js'
+import { LeaseError, suppressedError } from '../errors.js'
 import { type AcquireHooks, type Lease, acquireWith } from './engine.js'
 import { FileStore } from './file/index.js'
 import { type LeaseOptions, checkKey, checkLockRoot, checkWaitOptions, normalizeOptions } from './options.js'
@@ -39,14 +39,31 @@ export async function tryAcquireLease(opts: LeaseOptions): Promise<Lease | null>
   return acquireWith(storeFor(o.lockRoot, o.allowUnsafeFilesystem), o, 'try')
 }
 
-/** Runs fn while holding a slot; releases it however fn ends. */
+/**
+ * Runs fn while holding a slot; releases it however fn ends. When fn throws and the release
+ * fails too, rejects with a SuppressedError (as `await using` does): `suppressed` is fn's error,
+ * `error` the release failure. A plain `finally` would replace fn's error with the release's.
+ */
 export async function withLease<T>(opts: LeaseOptions, fn: (lease: Lease) => Promise<T> | T): Promise<T> {
   const lease = await acquireLease(opts)
+  let result: T
   try {
-    return await fn(lease)
-  } finally {
-    await lease.release()
+    result = await fn(lease)
+  } catch (jobError) {
+    try {
+      await lease.release()
+    } catch (releaseError) {
+      const message = `the job failed (${messageOf(jobError)}) and releasing its lease failed too (${messageOf(releaseError)})`
+      throw suppressedError(releaseError, jobError, message)
+    }
+    throw jobError
   }
+  await lease.release()
+  return result
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
 }
 
 export interface InspectOptions {

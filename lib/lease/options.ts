@@ -31,6 +31,83 @@ function invalid(message: string): LeaseError {
   return new LeaseError('invalid_argument', message)
 }
 
+/** Every option `acquireLease`, `tryAcquireLease` and `withLease` take. */
+export const LEASE_OPTION_NAMES = ['key', 'limit', 'lockRoot', 'waitMs', 'signal', 'metadata', 'allowUnsafeFilesystem'] as const
+
+// Names other libraries use for what these options do: a suggestion when no spelling is close.
+const SYNONYMS: Readonly<Record<string, string>> = {
+  timeout: 'waitMs',
+  timeoutms: 'waitMs',
+  wait: 'waitMs',
+  deadline: 'waitMs',
+  root: 'lockRoot',
+  dir: 'lockRoot',
+  lockdir: 'lockRoot',
+  max: 'limit',
+  concurrency: 'limit',
+  slots: 'limit',
+  name: 'key',
+  meta: 'metadata',
+}
+
+/** Edit distance counting a swap of neighbours as one edit ("kye"), capped just above `max`. */
+function editDistance(a: string, b: string, max: number): number {
+  if (Math.abs(a.length - b.length) > max) return max + 1
+  const rows: number[][] = [Array.from({ length: b.length + 1 }, (_, j) => j)]
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const above = rows[i - 1] as number[]
+      let v = Math.min((above[j] as number) + 1, (row[j - 1] as number) + 1, (above[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1))
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, ((rows[i - 2] as number[])[j - 2] as number) + 1)
+      row.push(v)
+    }
+    rows.push(row)
+  }
+  return Math.min((rows[a.length] as number[])[b.length] as number, max + 1)
+}
+
+/** The known name `name` was most likely meant to be, if any is close enough to say so. */
+function likelyMeant(name: string, known: readonly string[]): string | undefined {
+  const lower = name.toLowerCase()
+  const exact = known.find((k) => k.toLowerCase() === lower)
+  if (exact !== undefined) return exact
+  const synonym = SYNONYMS[lower]
+  if (synonym !== undefined && known.includes(synonym)) return synonym
+  // Short names get less slack: one edit turns "key" into many unrelated words.
+  const max = Math.min(2, Math.max(1, Math.floor(name.length / 3)))
+  let best: string | undefined
+  let bestDistance = max + 1
+  for (const k of known) {
+    const d = editDistance(lower, k.toLowerCase(), max)
+    if (d < bestDistance) {
+      best = k
+      bestDistance = d
+    }
+  }
+  return best
+}
+
+/**
+ * Rejects option names outside `known`: a misspelled option would otherwise be ignored silently
+ * (`{ waitMS: 0 }` waiting forever). `what` names the options in the message ("lease options").
+ */
+export function checkOptionNames(opts: object, known: readonly string[], what: string): void {
+  for (const name of Object.keys(opts)) {
+    if (known.includes(name)) continue
+    const meant = likelyMeant(name, known)
+    const hint = meant !== undefined ? ` (did you mean ${JSON.stringify(meant)}?)` : ''
+    throw invalid(`${what}: unknown option ${JSON.stringify(name)}${hint}`)
+  }
+}
+
+/** An optional boolean option: undefined is false; anything but a boolean is invalid. */
+export function checkBoolean(value: unknown, name: string): boolean {
+  if (value === undefined) return false
+  if (typeof value !== 'boolean') throw invalid(`${name} must be a boolean, got ${value === null ? 'null' : typeof value}`)
+  return value
+}
+
 export function checkKey(key: unknown): string {
   if (typeof key !== 'string' || key.length === 0) throw invalid('key must be a non-empty string')
   if (key.length > MAX_KEY_LENGTH) throw invalid(`key must be at most ${MAX_KEY_LENGTH} characters`)
@@ -56,9 +133,11 @@ export function checkWaitMs(waitMs: unknown): number {
 
 export function checkMetadata(metadata: unknown): Metadata {
   if (metadata === undefined) return {}
-  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) {
-    throw invalid('metadata must be a plain object')
-  }
+  // Plain objects only: a Date, Map or class instance has no own fields worth storing, and would
+  // be stored as {} without a word.
+  if (metadata === null || typeof metadata !== 'object') throw invalid('metadata must be a plain object')
+  const proto: unknown = Object.getPrototypeOf(metadata)
+  if (proto !== Object.prototype && proto !== null) throw invalid('metadata must be a plain object')
   const out: Metadata = {}
   for (const [k, v] of Object.entries(metadata)) {
     const ok = typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))
@@ -73,7 +152,9 @@ export function checkMetadata(metadata: unknown): Metadata {
 
 export function checkSignal(signal: unknown): AbortSignal | undefined {
   if (signal === undefined) return undefined
-  if (signal === null || typeof signal !== 'object' || typeof (signal as AbortSignal).aborted !== 'boolean') {
+  // Duck-typed rather than instanceof, so a signal from another realm still works.
+  const s = signal as Partial<AbortSignal> | null
+  if (s === null || typeof s !== 'object' || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function') {
     throw invalid('signal must be an AbortSignal')
   }
   return signal as AbortSignal
@@ -99,6 +180,7 @@ export interface NormalizedOptions {
 
 export function normalizeOptions(opts: LeaseOptions): NormalizedOptions {
   if (opts === null || typeof opts !== 'object') throw invalid('options must be an object')
+  checkOptionNames(opts, LEASE_OPTION_NAMES, 'lease options')
   return {
     key: checkKey(opts.key),
     limit: checkLimit(opts.limit),
@@ -106,7 +188,7 @@ export function normalizeOptions(opts: LeaseOptions): NormalizedOptions {
     waitMs: checkWaitMs(opts.waitMs),
     signal: checkSignal(opts.signal),
     metadata: checkMetadata(opts.metadata),
-    allowUnsafeFilesystem: opts.allowUnsafeFilesystem === true,
+    allowUnsafeFilesystem: checkBoolean(opts.allowUnsafeFilesystem, 'allowUnsafeFilesystem'),
   }
 }
 
