@@ -1,9 +1,10 @@
 // `proclease reclaim`: sweep the slots of holders proven gone, and say what was removed.
 import { reclaimLeases } from '../lease/api.js'
-import { EXIT, type Io, noPositionals, optionalString, parse, requireString, writeJson, writeLine } from './common.js'
+import { GATE_WAIT_MS } from '../lease/store.js'
+import { EXIT, type Io, noPositionals, optionalString, parse, parseWaitSeconds, requireString, writeJson, writeLine } from './common.js'
 import { type JsonKey, keyJson, keyText } from './status.js'
 
-export const RECLAIM_HELP = `Usage: proclease reclaim --key K [--root DIR] [--dry-run] [--json] [--verbose]
+export const RECLAIM_HELP = `Usage: proclease reclaim --key K [--root DIR] [--wait SECONDS] [--dry-run] [--json] [--verbose]
 
 Remove the slot records of holders proven gone (both witnesses: the kernel
 lock on the slot is free and the recorded process is dead or unverifiable, or
@@ -16,6 +17,8 @@ Options:
   --key K        the key to sweep
   --root DIR     lock root (default: $XDG_RUNTIME_DIR/proclease, else
                  <tmpdir>/proclease-<uid>)
+  --wait SECONDS how long to wait for a key another process is changing
+                 (default 10); then the key is reported as frozen (key_frozen)
   --dry-run, -n  report what would be removed, remove nothing
   --json         machine-readable output (schema version 1, see the README)
   --verbose, -v  add the pids of reclaimed holders and holder details
@@ -38,6 +41,7 @@ export async function reclaimCommand(args: string[], io: Io): Promise<number> {
   const parsed = parse('reclaim', args, {
     key: { type: 'string' },
     root: { type: 'string' },
+    wait: { type: 'string' },
     'dry-run': { type: 'boolean', short: 'n' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
@@ -52,7 +56,8 @@ export async function reclaimCommand(args: string[], io: Io): Promise<number> {
   const lockRoot = optionalString(parsed.values, 'root', 'reclaim')
   const verbose = parsed.values.verbose === true
   const dryRun = parsed.values['dry-run'] === true
-  const report = await reclaimLeases({ key, lockRoot, dryRun, verbose })
+  const waitMs = parseWaitSeconds(optionalString(parsed.values, 'wait', 'reclaim'), 'reclaim') ?? GATE_WAIT_MS
+  const report = await reclaimLeases({ key, lockRoot, dryRun, verbose, waitMs })
   const out: ReclaimJson = {
     version: 1,
     key: report.key,

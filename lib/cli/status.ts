@@ -1,20 +1,26 @@
 // `proclease status`: counts and per-slot states of one key or of every key under a lock root.
-import { inspectLeases, listLeaseKeys } from '../lease/api.js'
+import { inspectLeases, storeFor } from '../lease/api.js'
+import { GATE_WAIT_MS } from '../lease/store.js'
 import { defaultLockRoot } from '../lease/root.js'
 import type { HolderStatus, KeyStatus } from '../lease/store.js'
-import { EXIT, type Io, formatDuration, heldText, noPositionals, optionalString, parse, writeJson, writeLine } from './common.js'
+import { EXIT, type Io, formatDuration, heldText, noPositionals, optionalString, parse, parseWaitSeconds, writeJson, writeLine } from './common.js'
 
-export const STATUS_HELP = `Usage: proclease status [--key K] [--root DIR] [--json] [--verbose]
+export const STATUS_HELP = `Usage: proclease status [--key K] [--root DIR] [--wait SECONDS] [--json] [--verbose]
 
 Show, for one key (or every key used under the lock root), how many slots are
 held and the state of each: alive, dead (proven gone, reclaimed by the next
 claim), unverifiable, foreign (another host) or corrupt (unreadable record).
-Judges holders but changes nothing.
+Judges holders but changes nothing, and creates nothing: a missing lock root
+has no keys. Files in a key directory that are not slot records are listed as
+stray and never counted.
 
 Options:
   --key K        only this key (default: every key under the lock root)
   --root DIR     lock root (default: $XDG_RUNTIME_DIR/proclease, else
                  <tmpdir>/proclease-<uid>)
+  --wait SECONDS how long to wait for a key another process is changing
+                 (default 10); a key held still longer (a process stopped
+                 mid-change) is reported as frozen (key_frozen, exit 70)
   --json         machine-readable output (schema version 1, see the README)
   --verbose, -v  add holder pid, argv0, host, age, fence and metadata
   --help, -h     this help
@@ -39,14 +45,20 @@ export interface JsonHolder {
   limit?: number
   metadata?: Record<string, string | number | boolean>
   inconsistent?: boolean
+  /** The kernel lock is held by another process than the recorded one (which is gone). */
+  lockInherited?: boolean
   problem?: string
 }
 
 export interface JsonKey {
-  key: string
+  /** Null for a key directory whose key file is missing (then `dir` names it). */
+  key: string | null
+  dir?: string
   limit: number | null
   active: number
   holders: JsonHolder[]
+  /** Entries that are not slot records: never counted. Present only when there are some. */
+  stray?: string[]
 }
 
 export interface StatusJson {
@@ -75,17 +87,21 @@ export function holderJson(h: HolderStatus, verbose: boolean, now: number): Json
   if (h.limit !== undefined) out.limit = h.limit
   if (h.metadata !== undefined) out.metadata = h.metadata
   if (h.inconsistent) out.inconsistent = true
+  if (h.lockInherited) out.lockInherited = true
   if (h.problem !== undefined) out.problem = h.problem
   return out
 }
 
-export function keyJson(s: KeyStatus, verbose: boolean, now: number): JsonKey {
-  return {
-    key: s.key,
+export function keyJson(s: KeyStatus, verbose: boolean, now: number, dir?: string): JsonKey {
+  const out: JsonKey = {
+    key: dir === undefined ? s.key : null,
     limit: s.limit ?? null,
     active: s.active,
     holders: s.holders.map((h) => holderJson(h, verbose, now)),
   }
+  if (dir !== undefined) out.dir = dir
+  if (s.stray !== undefined && s.stray.length > 0) out.stray = s.stray
+  return out
 }
 
 /**
@@ -93,7 +109,8 @@ export function keyJson(s: KeyStatus, verbose: boolean, now: number): JsonKey {
  * hostname, metadata) is printed as is here: writeLine escapes what a terminal would act on.
  */
 export function keyText(k: JsonKey, verbose: boolean): string[] {
-  const lines = [`${JSON.stringify(k.key)}  ${heldText(k.active, k.limit)}`]
+  const name = k.key !== null ? JSON.stringify(k.key) : `directory ${k.dir ?? '?'} (its key file is missing)`
+  const lines = [`${name}  ${heldText(k.active, k.limit)}`]
   for (const h of k.holders) {
     const slot = h.slot >= 0 ? `slot ${h.slot}` : 'entry'
     let line = `  ${slot.padEnd(8)} ${h.state}`
@@ -105,11 +122,13 @@ export function keyText(k: JsonKey, verbose: boolean): string[] {
       if (h.fence !== undefined) bits.push(`fence ${h.fence}`)
       if (h.metadata && Object.keys(h.metadata).length > 0) bits.push(`metadata ${JSON.stringify(h.metadata)}`)
       if (h.inconsistent) bits.push('INCONSISTENT: kernel lock free while the holder looks alive')
+      if (h.lockInherited) bits.push('lock held by another process of the holder (inherited): the recorded pid is gone')
       if (h.problem !== undefined) bits.push(`problem ${h.problem}`)
       if (bits.length > 0) line = `${line.padEnd(22)} ${bits.join('  ')}`
     }
     lines.push(line)
   }
+  if (k.stray !== undefined) lines.push(`  stray    ${k.stray.join(', ')} (not slot records: never counted)`)
   return lines
 }
 
@@ -117,6 +136,7 @@ export async function statusCommand(args: string[], io: Io): Promise<number> {
   const parsed = parse('status', args, {
     key: { type: 'string' },
     root: { type: 'string' },
+    wait: { type: 'string' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
@@ -129,10 +149,19 @@ export async function statusCommand(args: string[], io: Io): Promise<number> {
   const key = optionalString(parsed.values, 'key', 'status')
   const lockRoot = optionalString(parsed.values, 'root', 'status')
   const verbose = parsed.values.verbose === true
-  const keys = key !== undefined ? [key] : listLeaseKeys({ lockRoot })
+  const waitMs = parseWaitSeconds(optionalString(parsed.values, 'wait', 'status'), 'status') ?? GATE_WAIT_MS
   const now = Date.now()
   const out: StatusJson = { version: 1, keys: [] }
-  for (const k of keys) out.keys.push(keyJson(await inspectLeases({ key: k, lockRoot, verbose }), verbose, now))
+  if (key !== undefined) {
+    out.keys.push(keyJson(await inspectLeases({ key, lockRoot, verbose, waitMs }), verbose, now))
+  } else {
+    // Every key directory, by key where its key file says which, else by its directory name.
+    const store = storeFor(lockRoot)
+    for (const e of store.listKeyEntries()) {
+      const st = await store.inspectDir(e.key ?? e.dir, e.dir, verbose, { waitMs })
+      out.keys.push(keyJson(st, verbose, now, e.key === null ? e.dir : undefined))
+    }
+  }
 
   if (parsed.values.json === true) {
     writeJson(io.stdout, out)

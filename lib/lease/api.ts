@@ -2,7 +2,7 @@ import { resolve } from 'node:path'
 import { LeaseError, suppressedError } from '../errors.js'
 import { type AcquireHooks, type Lease, acquireWith } from './engine.js'
 import { FileStore } from './file/index.js'
-import { type LeaseOptions, checkKey, checkLockRoot, checkWaitOptions, normalizeOptions } from './options.js'
+import { type LeaseOptions, checkBoolean, checkKey, checkLockRoot, checkOptionNames, checkWaitOptions, normalizeOptions } from './options.js'
 import { defaultLockRoot } from './root.js'
 import { GATE_WAIT_MS, type GateWait, type KeyStatus, type SweepReport } from './store.js'
 
@@ -87,12 +87,25 @@ function gateWait(opts: { waitMs?: unknown; signal?: unknown }, what: string): G
   return { waitMs: waitMs ?? GATE_WAIT_MS, signal }
 }
 
+const INSPECT_OPTION_NAMES = ['key', 'lockRoot', 'verbose', 'allowUnsafeFilesystem', 'waitMs', 'signal'] as const
+const RECLAIM_OPTION_NAMES = [...INSPECT_OPTION_NAMES, 'dryRun'] as const
+
+/** Checked inspect/reclaim options: the store, the key, the gate wait and the flags. */
+function inspectTarget(opts: unknown, known: readonly string[], what: string) {
+  if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', `${what}: options must be an object`)
+  checkOptionNames(opts, known, what)
+  const o = opts as ReclaimOptions
+  const key = checkKey(o.key)
+  const verbose = checkBoolean(o.verbose, 'verbose')
+  const dryRun = checkBoolean(o.dryRun, 'dryRun')
+  const store = storeFor(checkLockRoot(o.lockRoot), checkBoolean(o.allowUnsafeFilesystem, 'allowUnsafeFilesystem'))
+  return { store, key, verbose, dryRun, wait: gateWait(o, what) }
+}
+
 /** Counts and per-slot states of a key. Judges holders but changes nothing, and creates nothing. */
 export async function inspectLeases(opts: InspectOptions): Promise<KeyStatus> {
-  if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'options must be an object')
-  const key = checkKey(opts.key)
-  const wait = gateWait(opts, 'inspectLeases')
-  return storeFor(checkLockRoot(opts.lockRoot), opts.allowUnsafeFilesystem === true).inspect(key, opts.verbose === true, wait)
+  const t = inspectTarget(opts, INSPECT_OPTION_NAMES, 'inspectLeases')
+  return t.store.inspect(t.key, t.verbose, t.wait)
 }
 
 export interface ReclaimOptions extends InspectOptions {
@@ -102,18 +115,13 @@ export interface ReclaimOptions extends InspectOptions {
 
 /** Removes the records of holders proven gone (the engine also does this on every claim). */
 export async function reclaimLeases(opts: ReclaimOptions): Promise<SweepReport> {
-  if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'options must be an object')
-  const key = checkKey(opts.key)
-  const wait = gateWait(opts, 'reclaimLeases')
-  return storeFor(checkLockRoot(opts.lockRoot), opts.allowUnsafeFilesystem === true).sweep(
-    key,
-    opts.dryRun === true,
-    opts.verbose === true,
-    wait,
-  )
+  const t = inspectTarget(opts, RECLAIM_OPTION_NAMES, 'reclaimLeases')
+  return t.store.sweep(t.key, t.dryRun, t.verbose, t.wait)
 }
 
 /** Keys that have ever been used under a lock root (a missing root has none; nothing is created). */
 export function listLeaseKeys(opts: { lockRoot?: string } = {}): string[] {
+  if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'listLeaseKeys: options must be an object')
+  checkOptionNames(opts, ['lockRoot'], 'listLeaseKeys')
   return storeFor(checkLockRoot(opts.lockRoot)).listKeys()
 }

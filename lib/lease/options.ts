@@ -196,6 +196,7 @@ export function normalizeOptions(opts: LeaseOptions): NormalizedOptions {
 export function checkWaitOptions(opts: unknown, what: string): { waitMs: number | undefined; signal: AbortSignal | undefined } {
   if (opts === undefined) return { waitMs: undefined, signal: undefined }
   if (opts === null || typeof opts !== 'object') throw invalid(`${what} options must be an object`)
+  checkOptionNames(opts, ['waitMs', 'signal'], what)
   const o = opts as { waitMs?: unknown; signal?: unknown }
   const waitMs = o.waitMs === undefined ? undefined : checkWaitMs(o.waitMs)
   return { waitMs, signal: checkSignal(o.signal) }
