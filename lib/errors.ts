@@ -27,6 +27,10 @@ export type LeaseErrorCode =
   | 'key_frozen'
   /** The key's fence counter cannot grow without passing 2^53 - 1; fences never repeat. */
   | 'fence_exhausted'
+  /** The store cannot be reached (a server outage); never reported as lease_busy. */
+  | 'store_unavailable'
+  /** The store was closed; open a new one. */
+  | 'store_closed'
 
 /** Raised by the lease API. `capacity` is set only for `lease_busy` and is counts only. */
 export class LeaseError extends Error {

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { selfHolder } from '../lib/lease/engine.js'
 import { FileStore } from '../lib/lease/file/index.js'
-import type { ClaimAttempt, ClaimRequest, Grant } from '../lib/lease/store.js'
+import type { ClaimAttempt, ClaimRequest, Hold } from '../lib/lease/store.js'
 
 const dirs: string[] = []
 afterEach(() => {
@@ -27,7 +27,7 @@ function request(limit = 1): ClaimRequest {
 /** tryClaim until it is no longer a paced retry (the first attempt after a deletion re-creates the root). */
 function claim(store: FileStore, req: ClaimRequest): ClaimAttempt {
   for (let i = 0; i < 5; i++) {
-    const out = store.tryClaim(req)
+    const out = store.claimNow(req)
     if (out.kind !== 'retry') return out
   }
   throw new Error('claim kept retrying')
@@ -42,7 +42,7 @@ describe('lock root deleted in the middle of a claim', () => {
   it('the stale claimer does not publish into the re-created directory', async () => {
     const root = freshRoot()
     const other = new FileStore({ root })
-    let otherGrant: Grant | null = null
+    let otherGrant: Hold | null = null
     const stale = new FileStore({
       root,
       faults: {
@@ -52,12 +52,12 @@ describe('lock root deleted in the middle of a claim', () => {
           fs.rmSync(root, { recursive: true, force: true })
           const got = claim(other, request())
           if (got.kind !== 'granted') throw new Error(`other was not granted: ${got.kind}`)
-          otherGrant = got.grant
+          otherGrant = got.hold
         },
       },
     })
 
-    const attempt = stale.tryClaim(request())
+    const attempt = stale.claimNow(request())
     expect(otherGrant).not.toBeNull()
     // The stale claim must be retried, not granted on the strength of a count of a dead directory.
     expect(attempt.kind).toBe('retry')
@@ -66,14 +66,14 @@ describe('lock root deleted in the middle of a claim', () => {
     // The retry sees the live holder: busy, and `other` still owns its slot.
     const again = claim(stale, request())
     expect(again.kind).toBe('busy')
-    expect(await other.release(otherGrant as unknown as Grant)).toBe(true)
+    expect(await other.release(otherGrant as unknown as Hold)).toBe(true)
     expect(keyDirEntries(root)).toEqual(['gate', 'key'])
   })
 
   it('a stale claim into a free slot of the re-created directory is not published either', async () => {
     const root = freshRoot()
     const other = new FileStore({ root })
-    let otherGrant: Grant | null = null
+    let otherGrant: Hold | null = null
     let stalePick: ClaimAttempt | null = null
     // `stale` holds slot 0 already, so it would pick slot 1 after counting one holder of limit 2.
     const first = claim(new FileStore({ root }), request(2))
@@ -86,15 +86,15 @@ describe('lock root deleted in the middle of a claim', () => {
           fs.rmSync(root, { recursive: true, force: true })
           const got = claim(other, request(1))
           if (got.kind !== 'granted') throw new Error(`other was not granted: ${got.kind}`)
-          otherGrant = got.grant
+          otherGrant = got.hold
         },
       },
     })
-    stalePick = stale.tryClaim(request(2))
+    stalePick = stale.claimNow(request(2))
     expect(otherGrant).not.toBeNull()
     // Publishing slot-1 next to `other`'s slot-0 would make two holders where `other` asked for one.
     expect(stalePick.kind).toBe('retry')
     expect(keyDirEntries(root)).toEqual(['gate', 'key', 'slot-0'])
-    expect(await other.release(otherGrant as unknown as Grant)).toBe(true)
+    expect(await other.release(otherGrant as unknown as Hold)).toBe(true)
   })
 })

@@ -14,7 +14,7 @@ import type { HolderRecord } from '../classify.js'
 import { LeaseError, ProbeError } from '../errors.js'
 import { acquireLeaseWith } from '../lease/api.js'
 import { type Lease, leaseInternals } from '../lease/engine.js'
-import type { Grant } from '../lease/store.js'
+import type { Hold } from '../lease/store.js'
 import type { HandBack, HandOff, LostCause } from '../lease/store.js'
 import { capturePidInfo, hostIdentity } from '../probes.js'
 import {
@@ -273,24 +273,24 @@ function lostWhy(cause: LostCause): string {
     : 'its slot record was removed (the lock root or key directory deleted, e.g. by a temp-directory cleaner?)'
 }
 
-function handOffOf(lease: Lease): { handOff: HandOff; grant: Grant } {
+function handOffOf(lease: Lease): { handOff: HandOff; hold: Hold } {
   const inner = leaseInternals(lease)
   const handOff = inner?.store.handOff
   if (!inner || !handOff) throw new Error('internal error: the lease store cannot hand its hold to a command')
-  return { handOff, grant: inner.grant }
+  return { handOff, hold: inner.hold }
 }
 
 /** After the command: release, unless processes it left running still share the slot's lock. */
 async function handBack(lease: Lease): Promise<HandBack> {
-  const { handOff, grant } = handOffOf(lease)
-  const back = await handOff.releaseUnlessShared(grant)
+  const { handOff, hold } = handOffOf(lease)
+  const back = await handOff.releaseUnlessShared(hold)
   await lease.release() // already ended in the store: only stops tracking it for exit
   return back
 }
 
 async function runHolding(cfg: RunConfig, lease: Lease, io: Io, setChild: (c: ChildProcess) => void): Promise<number> {
-  const { handOff, grant } = handOffOf(lease)
-  const fd = handOff.lockDescriptor(grant)
+  const { handOff, hold } = handOffOf(lease)
+  const fd = handOff.lockDescriptor(hold)
   const child = spawn(cfg.command, cfg.args, { stdio: ['inherit', 'inherit', 'inherit', fd] })
   const ended = waitForChild(child)
   if (child.pid !== undefined) {
@@ -302,7 +302,7 @@ async function runHolding(cfg: RunConfig, lease: Lease, io: Io, setChild: (c: Ch
       // rewritten, the command still holds the kernel lock it inherited.
       let ok: boolean
       try {
-        ok = await handOff.transfer(grant, identity)
+        ok = await handOff.transfer(hold, identity)
       } catch (err) {
         const e = err as NodeJS.ErrnoException
         writeLine(io.stderr, `proclease: warning: could not hand the slot record to the command: ${e?.message ?? String(err)}${e?.code ? ` (${e.code})` : ''}`)

@@ -2,9 +2,9 @@ import { resolve } from 'node:path'
 import { LeaseError, suppressedError } from '../errors.js'
 import { type AcquireHooks, type Lease, acquireWith } from './engine.js'
 import { FileStore } from './file/index.js'
-import { type LeaseOptions, checkBoolean, checkKey, checkLockRoot, checkOptionNames, checkWaitOptions, normalizeOptions } from './options.js'
+import { type LeaseOptions, type NormalizedOptions, checkBoolean, checkKey, checkLockRoot, checkOptionNames, checkStore, checkWaitOptions, normalizeOptions } from './options.js'
 import { defaultLockRoot } from './root.js'
-import { GATE_WAIT_MS, type GateWait, type KeyStatus, type SweepReport } from './store.js'
+import { GATE_WAIT_MS, type GateWait, type KeyStatus, type LeaseStore, type SweepReport } from './store.js'
 
 const stores = new Map<string, FileStore>()
 
@@ -20,6 +20,11 @@ export function storeFor(lockRoot: string | undefined, allowUnsafeFilesystem = f
   return store
 }
 
+/** The store a call's options name: the caller's own, or the file store of a lock root. */
+function storeOf(o: Pick<NormalizedOptions, 'store' | 'lockRoot' | 'allowUnsafeFilesystem'>): LeaseStore {
+  return o.store ?? storeFor(o.lockRoot, o.allowUnsafeFilesystem)
+}
+
 /** Waits up to `waitMs` (default: until a slot frees or `signal` aborts) for a slot of `key`. */
 export async function acquireLease(opts: LeaseOptions): Promise<Lease> {
   return acquireLeaseWith(opts)
@@ -28,7 +33,7 @@ export async function acquireLease(opts: LeaseOptions): Promise<Lease> {
 /** acquireLease with engine hooks (progress callback, holder identity) for the CLI. */
 export async function acquireLeaseWith(opts: LeaseOptions, hooks?: AcquireHooks): Promise<Lease> {
   const o = normalizeOptions(opts)
-  const lease = await acquireWith(storeFor(o.lockRoot, o.allowUnsafeFilesystem), o, 'wait', hooks)
+  const lease = await acquireWith(storeOf(o), o, 'wait', hooks)
   if (lease === null) throw new LeaseError('lease_busy', 'no slot free', { capacity: { active: o.limit, limit: o.limit } })
   return lease
 }
@@ -36,7 +41,7 @@ export async function acquireLeaseWith(opts: LeaseOptions, hooks?: AcquireHooks)
 /** Takes a free slot now, or resolves null when all are held. Never waits for a slot. */
 export async function tryAcquireLease(opts: LeaseOptions): Promise<Lease | null> {
   const o = normalizeOptions(opts)
-  return acquireWith(storeFor(o.lockRoot, o.allowUnsafeFilesystem), o, 'try')
+  return acquireWith(storeOf(o), o, 'try')
 }
 
 /**
@@ -80,6 +85,8 @@ export interface InspectOptions {
   waitMs?: number
   /** Aborts that wait with `aborted`. */
   signal?: AbortSignal
+  /** Inspect this store instead of a lock root (exclusive with lockRoot). */
+  store?: LeaseStore
 }
 
 function gateWait(opts: { waitMs?: unknown; signal?: unknown }, what: string): GateWait {
@@ -87,7 +94,8 @@ function gateWait(opts: { waitMs?: unknown; signal?: unknown }, what: string): G
   return { waitMs: waitMs ?? GATE_WAIT_MS, signal }
 }
 
-const INSPECT_OPTION_NAMES = ['key', 'lockRoot', 'verbose', 'allowUnsafeFilesystem', 'waitMs', 'signal'] as const
+// The options object of acquireLease can be passed as it is: its other options are accepted and unused.
+const INSPECT_OPTION_NAMES = ['key', 'lockRoot', 'verbose', 'allowUnsafeFilesystem', 'waitMs', 'signal', 'store', 'limit', 'metadata'] as const
 const RECLAIM_OPTION_NAMES = [...INSPECT_OPTION_NAMES, 'dryRun'] as const
 
 /** Checked inspect/reclaim options: the store, the key, the gate wait and the flags. */
@@ -98,7 +106,8 @@ function inspectTarget(opts: unknown, known: readonly string[], what: string) {
   const key = checkKey(o.key)
   const verbose = checkBoolean(o.verbose, 'verbose')
   const dryRun = checkBoolean(o.dryRun, 'dryRun')
-  const store = storeFor(checkLockRoot(o.lockRoot), checkBoolean(o.allowUnsafeFilesystem, 'allowUnsafeFilesystem'))
+  const allowUnsafeFilesystem = checkBoolean(o.allowUnsafeFilesystem, 'allowUnsafeFilesystem')
+  const store = storeOf({ store: checkStore(o.store, o), lockRoot: checkLockRoot(o.lockRoot), allowUnsafeFilesystem })
   return { store, key, verbose, dryRun, wait: gateWait(o, what) }
 }
 
@@ -120,8 +129,14 @@ export async function reclaimLeases(opts: ReclaimOptions): Promise<SweepReport> 
 }
 
 /** Keys that have ever been used under a lock root (a missing root has none; nothing is created). */
-export function listLeaseKeys(opts: { lockRoot?: string } = {}): string[] {
+export function listLeaseKeys(opts?: { lockRoot?: string }): string[]
+/** Keys that have held slots in a store. */
+export function listLeaseKeys(opts: { store: LeaseStore }): Promise<string[]>
+export function listLeaseKeys(opts: { lockRoot?: string; store?: LeaseStore } = {}): string[] | Promise<string[]> {
   if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'listLeaseKeys: options must be an object')
-  checkOptionNames(opts, ['lockRoot'], 'listLeaseKeys')
-  return storeFor(checkLockRoot(opts.lockRoot)).listKeys()
+  checkOptionNames(opts, ['lockRoot', 'store'], 'listLeaseKeys')
+  const store = checkStore(opts.store, opts)
+  if (store === undefined) return storeFor(checkLockRoot(opts.lockRoot)).listKeysSync()
+  if (typeof store.listKeys !== 'function') throw new LeaseError('invalid_argument', 'this store cannot list its keys')
+  return store.listKeys()
 }

@@ -3,8 +3,7 @@ import type { HolderRecord } from '../classify.js'
 import { LeaseError } from '../errors.js'
 import { capturePidInfo, hostIdentity } from '../probes.js'
 import { type NormalizedOptions, checkReleaseOptions } from './options.js'
-import { ExitWatches } from './exitwatch.js'
-import { GATE_WAIT_MS, type Grant, type KeyWatch, type LeaseStore } from './store.js'
+import { GATE_WAIT_MS, type Hold, type KeyWatch, type LeaseStore } from './store.js'
 
 /** How long `release()` may wait behind the key's gate held by another process. */
 export interface ReleaseOptions {
@@ -21,7 +20,13 @@ export interface Lease {
   readonly token: string
   /** Strictly increasing per key across all grants: pass it to the resource you protect. */
   readonly fence: number
+  /**
+   * Aborts when the store learns the hold may be lost before you released it (reason `expired`,
+   * `connection_lost` or `lost`): stop using the resource. Never aborts on your own release.
+   */
+  readonly signal: AbortSignal
   release(opts?: ReleaseOptions): Promise<boolean>
+  /** Synchronous release, where the store has one (the file store does); throws otherwise. */
   releaseSync(): boolean
   [Symbol.asyncDispose](): Promise<void>
 }
@@ -43,6 +48,9 @@ let exitHookInstalled = false
 
 function releaseAllOnExit(): void {
   for (const lease of [...held]) {
+    // Stores without a synchronous release end their holds otherwise (a closed socket frees a
+    // session witness).
+    if (!lease.canReleaseSync) continue
     try {
       lease.releaseSync()
     } catch (err) {
@@ -69,10 +77,10 @@ function untrack(lease: LeaseHandle): void {
   }
 }
 
-const internals = new WeakMap<Lease, { store: LeaseStore; grant: Grant }>()
+const internals = new WeakMap<Lease, { store: LeaseStore; hold: Hold }>()
 
-/** The store and grant behind a lease, for the CLI's hand-over to its command. */
-export function leaseInternals(lease: Lease): { store: LeaseStore; grant: Grant } | undefined {
+/** The store and hold behind a lease, for the CLI's hand-over to its command. */
+export function leaseInternals(lease: Lease): { store: LeaseStore; hold: Hold } | undefined {
   return internals.get(lease)
 }
 
@@ -81,19 +89,21 @@ class LeaseHandle implements Lease {
   readonly slot: number
   readonly token: string
   readonly fence: number
+  readonly signal: AbortSignal
   #store: LeaseStore
-  #grant: Grant
+  #hold: Hold
   #done = false
   #pending: Promise<boolean> | null = null
 
-  constructor(store: LeaseStore, grant: Grant) {
-    this.key = grant.key
-    this.slot = grant.slot
-    this.token = grant.token
-    this.fence = grant.fence
+  constructor(store: LeaseStore, hold: Hold) {
+    this.key = hold.key
+    this.slot = hold.slot
+    this.token = hold.token
+    this.fence = hold.fence
+    this.signal = hold.signal
     this.#store = store
-    this.#grant = grant
-    internals.set(this, { store, grant })
+    this.#hold = hold
+    internals.set(this, { store, hold })
     track(this)
   }
 
@@ -103,7 +113,7 @@ class LeaseHandle implements Lease {
     const wait = checkReleaseOptions(opts)
     if (this.#done) return false
     if (this.#pending) return this.#pending.then(() => false)
-    this.#pending = this.#store.release(this.#grant, { waitMs: wait.waitMs ?? GATE_WAIT_MS, signal: wait.signal }).then(
+    this.#pending = this.#store.release(this.#hold, { waitMs: wait.waitMs ?? GATE_WAIT_MS, signal: wait.signal }).then(
       (ok) => {
         this.#finish()
         return ok
@@ -116,9 +126,16 @@ class LeaseHandle implements Lease {
     return this.#pending
   }
 
+  get canReleaseSync(): boolean {
+    return typeof this.#store.releaseSync === 'function'
+  }
+
   releaseSync(): boolean {
     if (this.#done || this.#pending) return false
-    const ok = this.#store.releaseSync(this.#grant)
+    if (typeof this.#store.releaseSync !== 'function') {
+      throw new LeaseError('invalid_argument', 'this store has no synchronous release: use release()')
+    }
+    const ok = this.#store.releaseSync(this.#hold)
     this.#finish()
     return ok
   }
@@ -222,37 +239,39 @@ export async function acquireWith(
   let lastActive: number | null = null
   let wake: (() => void) | null = null
   let watch: KeyWatch | null = null
-  let exits: ExitWatches | null = null
 
   try {
     for (;;) {
       if (signal?.aborted) throw abortError(signal)
       let watched = false
-      const attempt = store.tryClaim({ key, limit, metadata: opts.metadata, holder: holder() })
+      const attempt = await store.claim({ key, limit, metadata: opts.metadata, holder: holder() })
       const now = performance.now()
       let waitMs: number
       switch (attempt.kind) {
         case 'granted':
-          return new LeaseHandle(store, attempt.grant)
+          return new LeaseHandle(store, attempt.hold)
+        case 'unavailable':
+          // An outage is never "busy": say so at once, with the store's own error as the cause.
+          throw new LeaseError('store_unavailable', `the lease store is unavailable (${attempt.reason})`, { cause: attempt.cause })
         case 'busy': {
           lastActive = attempt.active
           if (mode === 'try') return null
           if (now >= deadline) throw busyError(attempt.active, attempt.limit)
           hooks.onBusy?.(attempt.active, attempt.limit)
-          // (Re-)arm the directory watch: none yet, it ended, or the key's directory was replaced.
-          if (watch === null || !watch.alive || (attempt.watchId !== null && watch.id !== attempt.watchId)) {
+          if (watch !== null && watch.alive) watch.update(attempt.wake)
+          // (Re-)arm the watch: none yet, or it ended (its directory was replaced, its connection closed).
+          if (watch === null || !watch.alive) {
             watch?.close()
-            watch = store.watch(key, () => wake?.())
+            watch = await store.watch(key, attempt.wake, () => wake?.())
             // A release may have landed before the watch began: look once more right away.
             if (watch !== null) continue
           }
-          exits ??= new ExitWatches(() => wake?.())
-          const exitsCovered = exits.update(attempt.holderPids ?? []) && attempt.holderPids !== null
-          // Long pauses only while every change is announced: releases by the watch, deaths by
-          // exit watches. Without a watch, a release is noticed only by looking again.
-          watched = watch !== null && watch.alive && exitsCovered
+          // Long pauses only while every change that could free a slot is announced. Without a
+          // watch, a release is noticed only by looking again.
+          watched = watch !== null && watch.alive && watch.covered
           waitMs = jitter(busyPause)
           busyPause = Math.min(busyPause * 2, watched ? BUSY_WATCHED_MAX_MS : BUSY_MAX_MS)
+          if (attempt.wake.recheckInMs !== null) waitMs = Math.min(waitMs, Math.max(attempt.wake.recheckInMs, 0))
           break
         }
         case 'contended':
@@ -284,6 +303,5 @@ export async function acquireWith(
     }
   } finally {
     watch?.close()
-    exits?.close()
   }
 }

@@ -1,4 +1,5 @@
 import { LeaseError } from '../errors.js'
+import type { LeaseStore } from './store.js'
 
 export type Metadata = Record<string, string | number | boolean>
 
@@ -20,6 +21,12 @@ export interface LeaseOptions {
    * FUSE). Crashed holders are then reclaimed on identity proof alone. Default false.
    */
   allowUnsafeFilesystem?: boolean
+  /**
+   * Where holds live when not in a local lock root: e.g. `postgresStore(...)` from
+   * 'proclease/postgres' for holders on many hosts. Exclusive with `lockRoot` and
+   * `allowUnsafeFilesystem`. Default: the file store under `lockRoot`.
+   */
+  store?: LeaseStore
 }
 
 export const MAX_KEY_LENGTH = 256
@@ -32,7 +39,7 @@ function invalid(message: string): LeaseError {
 }
 
 /** Every option `acquireLease`, `tryAcquireLease` and `withLease` take. */
-export const LEASE_OPTION_NAMES = ['key', 'limit', 'lockRoot', 'waitMs', 'signal', 'metadata', 'allowUnsafeFilesystem'] as const
+export const LEASE_OPTION_NAMES = ['key', 'limit', 'lockRoot', 'waitMs', 'signal', 'metadata', 'allowUnsafeFilesystem', 'store'] as const
 
 // Names other libraries use for what these options do: a suggestion when no spelling is close.
 const SYNONYMS: Readonly<Record<string, string>> = {
@@ -176,6 +183,20 @@ export interface NormalizedOptions {
   signal: AbortSignal | undefined
   metadata: Metadata
   allowUnsafeFilesystem: boolean
+  store: LeaseStore | undefined
+}
+
+const STORE_METHODS = ['claim', 'release', 'inspect', 'sweep', 'watch', 'close'] as const
+
+/** A store given by the caller; exclusive with the file store's own options. */
+export function checkStore(store: unknown, opts: { lockRoot?: unknown; allowUnsafeFilesystem?: unknown }): LeaseStore | undefined {
+  if (store === undefined) return undefined
+  if (store === null || typeof store !== 'object' || STORE_METHODS.some((m) => typeof (store as Record<string, unknown>)[m] !== 'function')) {
+    throw invalid('store must be a lease store (e.g. postgresStore(...) from proclease/postgres)')
+  }
+  if (opts.lockRoot !== undefined) throw invalid('store and lockRoot are exclusive: a lock root belongs to the file store')
+  if (opts.allowUnsafeFilesystem !== undefined) throw invalid('store and allowUnsafeFilesystem are exclusive: that option belongs to the file store')
+  return store as LeaseStore
 }
 
 export function normalizeOptions(opts: LeaseOptions): NormalizedOptions {
@@ -189,6 +210,7 @@ export function normalizeOptions(opts: LeaseOptions): NormalizedOptions {
     signal: checkSignal(opts.signal),
     metadata: checkMetadata(opts.metadata),
     allowUnsafeFilesystem: checkBoolean(opts.allowUnsafeFilesystem, 'allowUnsafeFilesystem'),
+    store: checkStore(opts.store, opts),
   }
 }
 

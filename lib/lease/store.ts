@@ -1,13 +1,43 @@
+// The contract between the lease engine and a store. The engine (engine.ts) owns waiting,
+// deadlines, aborts and the Lease object; a store owns serialization, judgement and its own
+// resources. Inputs arrive normalized (options.ts). Every store keeps these invariants:
+//
+// S1 Bound. Once a claim resolves `granted`, the key has at most `limit` holds not proven gone;
+//    holds above a lowered limit and entries the store cannot read count as occupied.
+// S2 Proof-only reclaim. A hold goes only when no witness says its holder may be alive and one
+//    proves it gone. An outage, a timeout or an unreadable record is never proof.
+// S3 One transition per key at a time. Judge, reclaim, count and publish are serialized per key;
+//    nobody sees a half-written hold; a claim that fails part-way leaves none.
+// S4 Fences exceed every fence ever granted for the key, across crashes, wiped roots and server
+//    restarts, and stay exact JS numbers (<= 2^53 - 1; beyond that, `fence_exhausted`).
+// S5 Token-checked release. `release` removes a hold only while it is still its own, returns true
+//    at most once per hold, and never removes another's.
+// S6 Answers, not exceptions. busy, contended, retry and unavailable are returned; only misuse and
+//    unexpected faults throw. An outage is never `busy`. A busy answer carries counts only (its
+//    wake hint is for the store's own watch, never shown to users).
+// S7 Lost holds are announced. Where a hold can end without its holder (TTL, dropped session,
+//    wiped root), `hold.signal` aborts with reason `expired` | `connection_lost` | `lost`.
+// S8 Honest inspection. `inspect` changes nothing (and creates nothing); `sweep` removes only what
+//    `claim` would; both count alike.
+// S9 Watching is a hint: it may fire spuriously or never; the engine keeps polling, briskly
+//    unless the watch says every change that could free a slot is announced (`covered`).
+// S10 Lifecycle. `close()` is idempotent and waits for calls in flight; later calls reject with
+//    `store_closed`. No store keeps the process alive by itself or emits an unhandled `error`.
 import type { HolderRecord } from '../classify.js'
 import type { Metadata } from './options.js'
 import type { SlotState } from './witness.js'
 
+/** Why a hold ended without its holder releasing it (the `reason` of `hold.signal`). */
+export type LostReason = 'expired' | 'connection_lost' | 'lost'
+
 /** A granted slot as the engine sees it; stores keep their private state behind `handle`. */
-export interface Grant {
+export interface Hold {
   key: string
   slot: number
   token: string
   fence: number
+  /** Aborts (reason: a LostReason) when the store learns the hold may be lost. */
+  readonly signal: AbortSignal
   readonly handle: unknown
 }
 
@@ -18,24 +48,25 @@ export interface ClaimRequest {
   holder: HolderRecord
 }
 
+/** What a busy answer tells the engine about when to look again. */
+export interface WakeHint {
+  /** Look again after at most this long (e.g. when the first live hold would expire), or null. */
+  recheckInMs: number | null
+  /** Store-private: what the store's watch needs (holder pids, session ids...). */
+  readonly opaque: unknown
+}
+
 /**
  * One claim attempt. `contended`: another process is mid-transition, retry in a moment.
  * `retry`: the store's structure vanished under us (a cleaner removed the lock root); retry
- * with pacing.
+ * with pacing. `unavailable`: the store cannot be reached (a server outage): `store_unavailable`.
  */
 export type ClaimAttempt =
-  | { kind: 'granted'; grant: Grant }
-  | {
-      kind: 'busy'
-      active: number
-      limit: number
-      /** Local processes whose exit would free a slot, or null when some holder has none. */
-      holderPids: number[] | null
-      /** Identity of what a watch of the key observes; a watch of anything else is re-armed. */
-      watchId: string | null
-    }
+  | { kind: 'granted'; hold: Hold }
+  | { kind: 'busy'; active: number; limit: number; wake: WakeHint }
   | { kind: 'contended' }
   | { kind: 'retry'; reason: string }
+  | { kind: 'unavailable'; reason: string; cause?: unknown }
 
 export interface HolderStatus {
   slot: number
@@ -87,41 +118,48 @@ export interface KeyEntry {
   dir: string
 }
 
-/** A live watch of a key; `alive` turns false when the watch ended (its directory went away). */
+/** A live watch of a key, fed each busy answer's wake hint. */
 export interface KeyWatch {
-  readonly id: string
+  /** False once the watch ended (its directory went away, its connection closed). */
   readonly alive: boolean
+  /** Every change that could free a slot is announced: the engine may then pause longer. */
+  readonly covered: boolean
+  /** Follows the latest busy answer (e.g. which holders' exits to watch). */
+  update(wake: WakeHint): void
   close(): void
 }
 
 /** Handing a hold to a child process (the CLI's `run`); only stores with descriptors offer it. */
 export interface HandOff {
   /** A read-only descriptor that carries the slot's kernel lock, for the child to inherit. */
-  lockDescriptor(grant: Grant): number
+  lockDescriptor(hold: Hold): number
   /** Rewrites the record to name the child. False when the hold is no longer ours. */
-  transfer(grant: Grant, holder: HolderRecord): Promise<boolean>
+  transfer(hold: Hold, holder: HolderRecord): Promise<boolean>
   /**
    * Ends our share of the hold: drops our lock and removes the record unless another process
    * still holds the slot's lock (`shared`). `lost` says why the hold was no longer ours.
    */
-  releaseUnlessShared(grant: Grant, wait?: GateWait): Promise<HandBack>
+  releaseUnlessShared(hold: Hold, wait?: GateWait): Promise<HandBack>
 }
 
 export type LostCause = 'record_removed' | 'record_replaced'
 export type HandBack = { outcome: 'released' | 'shared' } | { outcome: 'lost'; cause: LostCause }
 
-/**
- * The atomic operations a lease store provides. The engine owns waiting, deadlines, aborts and
- * the lease object; a store owns serialization and judgement.
- */
+/** The operations a lease store provides; see S1–S10 above. */
 export interface LeaseStore {
-  tryClaim(req: ClaimRequest): ClaimAttempt
-  /** Token-checked; false when the slot was no longer ours. Waits for the store's gate, bounded. */
-  release(grant: Grant, wait?: GateWait): Promise<boolean>
-  releaseSync(grant: Grant): boolean
+  /** One claim attempt: judge, reclaim the proven gone, count, grant or answer. */
+  claim(req: ClaimRequest): Promise<ClaimAttempt>
+  /** Token-checked; false when the slot was no longer ours. Waits for the key's gate, bounded. */
+  release(hold: Hold, wait?: GateWait): Promise<boolean>
+  /** The synchronous release, where one exists (the exit hook uses it; others rely on S7). */
+  releaseSync?(hold: Hold): boolean
   inspect(key: string, verbose: boolean, wait?: GateWait): Promise<KeyStatus>
   sweep(key: string, dryRun: boolean, verbose: boolean, wait?: GateWait): Promise<SweepReport>
   /** Calls back when the key's holders may have changed; null when no watch can be had. */
-  watch(key: string, onChange: () => void): KeyWatch | null
+  watch(key: string, wake: WakeHint, onChange: () => void): Promise<KeyWatch | null>
+  /** Keys that have held slots in this store. */
+  listKeys?(): Promise<string[]>
   readonly handOff?: HandOff
+  /** Ends the store's resources (S10). */
+  close(): Promise<void>
 }

@@ -45,7 +45,7 @@ describe('ownership of a hold', () => {
       const inner = leaseInternals(lease)
       const handOff = inner?.store.handOff
       expect(handOff).toBeDefined()
-      const fd = handOff!.lockDescriptor(inner!.grant)
+      const fd = handOff!.lockDescriptor(inner!.hold)
       expect(() => fs.writeSync(fd, 'hi\n')).toThrow(expect.objectContaining({ code: 'EBADF' }))
       const st = await inspectLeases({ key: KEY, lockRoot: root })
       expect(st.holders.map((h) => h.state)).toEqual(['alive'])

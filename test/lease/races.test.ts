@@ -20,17 +20,18 @@ const KEY = 'race'
 function recorded(store: FileStore): { store: LeaseStore; attempts: Array<{ kind: ClaimAttempt['kind']; at: number }> } {
   const attempts: Array<{ kind: ClaimAttempt['kind']; at: number }> = []
   const wrapped: LeaseStore = {
-    tryClaim(req) {
+    async claim(req) {
       const at = performance.now()
-      const out = store.tryClaim(req)
+      const out = await store.claim(req)
       attempts.push({ kind: out.kind, at })
       return out
     },
-    release: (g) => store.release(g),
-    releaseSync: (g) => store.releaseSync(g),
+    release: (h) => store.release(h),
+    releaseSync: (h) => store.releaseSync(h),
     inspect: (k, v) => store.inspect(k, v),
     sweep: (k, d, v) => store.sweep(k, d, v),
-    watch: (k, f) => store.watch(k, f),
+    watch: (k, w, f) => store.watch(k, w, f),
+    close: () => store.close(),
   }
   return { store: wrapped, attempts }
 }

@@ -22,7 +22,9 @@ import {
   type ClaimRequest,
   GATE_WAIT_MS,
   type GateWait,
-  type Grant,
+  type Hold,
+  type LostReason,
+  type WakeHint,
   type HandBack,
   type HandOff,
   type HolderStatus,
@@ -37,6 +39,8 @@ import { isErrno, removeAfterFailure, sameFile, writeAll } from './fsx.js'
 import { GateBusy, type GateDeps, Vanished, gateIsLive, gateSync, gateWaiting, underGate } from './gate.js'
 import { type Judged, KEY_FILE, type Scan, holderPids, reclaimEntry, scanKeyDir } from './judge.js'
 import { tryLock } from './lock.js'
+import { ExitWatches } from './exitwatch.js'
+import { LeaseError } from '../../errors.js'
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = fs.constants
 const ARGV0_MAX = 512
@@ -83,6 +87,14 @@ interface FileHandle {
   /** The record as written, so a hand-over never needs to trust the file's bytes. */
   record: SlotRecord
   released: boolean
+  /** Aborts hold.signal when the hold is found lost. */
+  lost: AbortController
+}
+
+/** What a busy answer hands this store's watch: whose exits to watch, and which directory. */
+interface FileWake {
+  pids: number[] | null
+  dirId: string
 }
 
 type KeyDirMode = 'create' | 'existing'
@@ -98,6 +110,9 @@ export class FileStore implements LeaseStore {
   private readonly uid: number
   private readonly gateDeps: GateDeps
   private root: RootInfo | null = null
+  private closed = false
+  /** Holds granted by this store and not yet ended. */
+  private readonly holds = new Set<FileHandle>()
   readonly handOff: HandOff
 
   constructor(opts: FileStoreOptions) {
@@ -116,9 +131,9 @@ export class FileStore implements LeaseStore {
       vanished: (reason) => this.vanished(reason),
     }
     this.handOff = {
-      lockDescriptor: (grant) => handleOf(grant).fd,
-      transfer: (grant, holder) => this.transfer(grant, holder),
-      releaseUnlessShared: (grant, wait) => this.releaseUnlessShared(grant, wait),
+      lockDescriptor: (hold) => handleOf(hold).fd,
+      transfer: (hold, holder) => this.transfer(hold, holder),
+      releaseUnlessShared: (hold, wait) => this.releaseUnlessShared(hold, wait),
     }
   }
 
@@ -254,7 +269,13 @@ export class FileStore implements LeaseStore {
 
   // ---- claim --------------------------------------------------------------------------
 
-  tryClaim(req: ClaimRequest): ClaimAttempt {
+  async claim(req: ClaimRequest): Promise<ClaimAttempt> {
+    this.checkOpen()
+    return this.claimNow(req)
+  }
+
+  /** One claim attempt, synchronously: the gate is never held across an await. */
+  claimNow(req: ClaimRequest): ClaimAttempt {
     try {
       const out = this.pass(keyDirName(req.key), 'create', true, (dir, gateFd) => this.claimLocked(dir, gateFd, req))()
       if (out === null) return { kind: 'retry', reason: 'key_directory_missing' }
@@ -283,7 +304,8 @@ export class FileStore implements LeaseStore {
         active++
       }
       if (active >= req.limit + (this.faults.overAdmit ?? 0)) {
-        return { kind: 'busy', active, limit: req.limit, holderPids: holderPids(judged, this.host()), watchId: dirId(dir) }
+        const opaque: FileWake = { pids: holderPids(judged, this.host()), dirId: dirId(dir) }
+        return { kind: 'busy', active, limit: req.limit, wake: { recheckInMs: null, opaque } }
       }
       this.faults.afterScan?.()
 
@@ -303,7 +325,7 @@ export class FileStore implements LeaseStore {
         ...holderFields(req.holder),
         metadata: req.metadata,
       }
-      return { kind: 'granted', grant: this.publish(dir, gateFd, record) }
+      return { kind: 'granted', hold: this.publish(dir, gateFd, record) }
     } catch (err) {
       if (isErrno(err, 'ENOENT')) throw this.vanished('lock_root_vanished')
       throw err
@@ -325,7 +347,7 @@ export class FileStore implements LeaseStore {
    * hold's lock (the one `run` hands to its command) cannot write it. On any failure nothing is
    * left behind.
    */
-  private publish(dir: string, gateFd: number | null, record: SlotRecord): Grant {
+  private publish(dir: string, gateFd: number | null, record: SlotRecord): Hold {
     const tmp = join(dir, `tmp-${record.token}`)
     let wfd: number | null = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
     let rfd: number | null = null
@@ -342,9 +364,11 @@ export class FileStore implements LeaseStore {
       if (!gateIsLive(dir, gateFd)) throw this.vanished('lock_root_vanished')
       fs.renameSync(tmp, join(dir, `slot-${record.slot}`))
       const st = fs.fstatSync(rfd)
-      const handle: FileHandle = { dir, fd: rfd, dev: st.dev, ino: st.ino, record, released: false }
+      const lost = new AbortController()
+      const handle: FileHandle = { dir, fd: rfd, dev: st.dev, ino: st.ino, record, released: false, lost }
       rfd = null
-      return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, handle }
+      this.holds.add(handle)
+      return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, signal: lost.signal, handle }
     } catch (err) {
       if (wfd !== null) fs.closeSync(wfd)
       if (rfd !== null) fs.closeSync(rfd)
@@ -383,19 +407,19 @@ export class FileStore implements LeaseStore {
    * Whether the slot path still names the hold's own file. The inode is proof enough: our open
    * descriptor keeps it from being reused, so whatever bytes it holds now, it is ours.
    */
-  private ownership(h: FileHandle, grant: Grant): 'own' | 'record_removed' | 'record_replaced' {
+  private ownership(h: FileHandle, hold: Hold): 'own' | 'record_removed' | 'record_replaced' {
     try {
-      return sameFile(fs.lstatSync(join(h.dir, `slot-${grant.slot}`)), h) ? 'own' : 'record_replaced'
+      return sameFile(fs.lstatSync(join(h.dir, `slot-${hold.slot}`)), h) ? 'own' : 'record_replaced'
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return 'record_removed'
       throw err
     }
   }
 
-  private releaseLocked(h: FileHandle, grant: Grant): boolean {
-    if (this.ownership(h, grant) !== 'own') return false
+  private releaseLocked(h: FileHandle, hold: Hold): boolean {
+    if (this.ownership(h, hold) !== 'own') return false
     try {
-      fs.unlinkSync(join(h.dir, `slot-${grant.slot}`))
+      fs.unlinkSync(join(h.dir, `slot-${hold.slot}`))
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return false
       throw err
@@ -403,32 +427,34 @@ export class FileStore implements LeaseStore {
     return true
   }
 
-  private finishRelease(h: FileHandle): void {
+  private finishRelease(h: FileHandle, lost = false): void {
     h.released = true
+    this.holds.delete(h)
     fs.closeSync(h.fd)
+    if (lost) h.lost.abort('lost' satisfies LostReason)
   }
 
   // On an unexpected error (or a frozen gate) the descriptor stays open: the hold is intact and
   // the release can be retried (closing it would drop the lock while the record stays).
-  async release(grant: Grant, wait?: GateWait): Promise<boolean> {
-    const h = handleOf(grant)
+  async release(hold: Hold, wait?: GateWait): Promise<boolean> {
+    const h = handleOf(hold)
     if (h.released) return false
-    const out = await this.waitGate(grant.key, keyDirName(grant.key), wait, false, () => this.releaseLocked(h, grant))
-    this.finishRelease(h)
+    const out = await this.waitGate(hold.key, keyDirName(hold.key), wait, false, () => this.releaseLocked(h, hold))
+    this.finishRelease(h, out !== true)
     return out === true
   }
 
-  releaseSync(grant: Grant): boolean {
-    const h = handleOf(grant)
+  releaseSync(hold: Hold): boolean {
+    const h = handleOf(hold)
     if (h.released) return false
     let out: boolean | null
     try {
-      out = gateSync(grant.key, GATE_WAIT_MS, this.pass(keyDirName(grant.key), 'existing', false, () => this.releaseLocked(h, grant)))
+      out = gateSync(hold.key, GATE_WAIT_MS, this.pass(keyDirName(hold.key), 'existing', false, () => this.releaseLocked(h, hold)))
     } catch (err) {
       if (!(err instanceof Vanished)) throw err
       out = false
     }
-    this.finishRelease(h)
+    this.finishRelease(h, out !== true)
     return out === true
   }
 
@@ -439,12 +465,12 @@ export class FileStore implements LeaseStore {
    * the old length, so a killed writer never tears it. The command may close its copy of the
    * descriptor while it lives, so the record no longer promises a lock until removal.
    */
-  private async transfer(grant: Grant, holder: HolderRecord): Promise<boolean> {
-    const h = handleOf(grant)
+  private async transfer(hold: Hold, holder: HolderRecord): Promise<boolean> {
+    const h = handleOf(hold)
     if (h.released) return false
-    const out = await this.waitGate(grant.key, keyDirName(grant.key), undefined, false, () => {
-      if (this.ownership(h, grant) !== 'own') return false
-      const path = join(h.dir, `slot-${grant.slot}`)
+    const out = await this.waitGate(hold.key, keyDirName(hold.key), undefined, false, () => {
+      if (this.ownership(h, hold) !== 'own') return false
+      const path = join(h.dir, `slot-${hold.slot}`)
       const fd = fs.openSync(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK)
       try {
         const st = fs.fstatSync(fd)
@@ -466,14 +492,17 @@ export class FileStore implements LeaseStore {
    * running with the inherited descriptor keep the slot held; the record then stays, and is
    * reclaimed once they are gone (kernel lock free, recorded holder dead).
    */
-  private async releaseUnlessShared(grant: Grant, wait?: GateWait): Promise<HandBack> {
-    const h = handleOf(grant)
+  private async releaseUnlessShared(hold: Hold, wait?: GateWait): Promise<HandBack> {
+    const h = handleOf(hold)
     if (h.released) return { outcome: 'lost', cause: 'record_removed' }
-    const out = await this.waitGate(grant.key, keyDirName(grant.key), wait, false, (): HandBack => {
-      const owned = this.ownership(h, grant)
-      if (owned !== 'own') return { outcome: 'lost', cause: owned }
+    const out = await this.waitGate(hold.key, keyDirName(hold.key), wait, false, (): HandBack => {
+      const owned = this.ownership(h, hold)
+      if (owned !== 'own') {
+        this.finishRelease(h, true)
+        return { outcome: 'lost', cause: owned }
+      }
       this.finishRelease(h)
-      const path = join(h.dir, `slot-${grant.slot}`)
+      const path = join(h.dir, `slot-${hold.slot}`)
       const fd = fs.openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
       try {
         if (!tryLock(this.native, fd, path)) return { outcome: 'shared' }
@@ -483,7 +512,7 @@ export class FileStore implements LeaseStore {
         fs.closeSync(fd)
       }
     })
-    if (!h.released) this.finishRelease(h)
+    if (!h.released) this.finishRelease(h, true)
     return out ?? { outcome: 'lost', cause: 'record_removed' }
   }
 
@@ -559,10 +588,12 @@ export class FileStore implements LeaseStore {
   }
 
   /**
-   * Watches the key's directory. Null when no watch can be had (no directory yet, or the
-   * kernel refuses one, e.g. at the inotify limits): the engine then keeps polling briskly.
+   * Watches the key's directory (releases, reclaims) and the exits of the holders the busy answer
+   * named (crashes). Null when no directory watch can be had (no directory yet, or the kernel
+   * refuses one, e.g. at the inotify limits): the engine then keeps polling briskly.
    */
-  watch(key: string, onChange: () => void): KeyWatch | null {
+  async watch(key: string, wake: WakeHint, onChange: () => void): Promise<KeyWatch | null> {
+    this.checkOpen()
     let dir: string | null
     let id: string
     try {
@@ -578,13 +609,27 @@ export class FileStore implements LeaseStore {
     } catch {
       return null
     }
-    const w = {
-      id,
+    const exits = new ExitWatches(onChange, this.native)
+    let exitsCovered = false
+    const w: KeyWatch & { alive: boolean } = {
       alive: true,
+      get covered(): boolean {
+        return w.alive && exitsCovered
+      },
+      update(next: WakeHint): void {
+        const o = next.opaque as FileWake | undefined
+        // Another directory now stands at the key's path: this watch sees nothing there.
+        if (o === undefined || o.dirId !== id) {
+          w.close()
+          return
+        }
+        exitsCovered = exits.update(o.pids ?? []) && o.pids !== null
+      },
       close(): void {
         w.alive = false
         watcher?.close()
         watcher = null
+        exits.close()
       },
     }
     // A vanished directory ends the watch; the engine re-arms one on the next busy answer.
@@ -592,6 +637,7 @@ export class FileStore implements LeaseStore {
       w.close()
       onChange()
     })
+    w.update(wake)
     return w
   }
 
@@ -623,13 +669,34 @@ export class FileStore implements LeaseStore {
   }
 
   /** Keys that have a directory under the root, from their key files. */
-  listKeys(): string[] {
+  listKeysSync(): string[] {
     return this.listKeyEntries().flatMap((e) => (e.key === null ? [] : [e.key]))
+  }
+
+  async listKeys(): Promise<string[]> {
+    return this.listKeysSync()
+  }
+
+  /**
+   * Ends the store: later calls reject with `store_closed`; holds still open are released as
+   * release() would. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    for (const h of [...this.holds]) {
+      const hold: Hold = { key: h.record.key, slot: h.record.slot, token: h.record.token, fence: h.record.fence, signal: h.lost.signal, handle: h }
+      await this.release(hold)
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new LeaseError('store_closed', 'the lease store was closed')
   }
 }
 
-function handleOf(grant: Grant): FileHandle {
-  return grant.handle as FileHandle
+function handleOf(hold: Hold): FileHandle {
+  return hold.handle as FileHandle
 }
 
 function dirId(dir: string): string {

@@ -1,4 +1,4 @@
-import { type NativeBinding, defaultBinding } from '../binding.js'
+import { type NativeBinding, defaultBinding } from '../../binding.js'
 
 /**
  * Wakes a waiter when any of the given holder processes exits (pidfd / kqueue through the addon),
