@@ -7,7 +7,7 @@
 // ~330 MB, which every `npm ci` of every developer would pay for a check only CI needs.
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 
@@ -49,12 +49,10 @@ export function fetchPinned({ name, version, integrity }) {
 
   const tmp = mkdtempSync(join(base, '.fetch-'))
   try {
-    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', tmp, `${name}@${version}`], {
-      cwd: tmp,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    const tarball = join(tmp, JSON.parse(out)[0].filename)
+    execFileSync('npm', ['pack', '--loglevel=warn', '--pack-destination', tmp, `${name}@${version}`], { cwd: tmp, stdio: ['ignore', 'ignore', 'inherit'] })
+    const [file] = readdirSync(tmp).filter((f) => f.endsWith('.tgz'))
+    if (!file) throw new Error(`npm pack ${name}@${version} left no tarball`)
+    const tarball = join(tmp, file)
     const actual = sha512(tarball)
     if (actual !== integrity) throw new Error(`${name}@${version}: tarball sha512 is ${actual}, pinned ${integrity}`)
     const unpacked = join(tmp, 'unpacked')
