@@ -11,6 +11,7 @@ import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { checkConsumerTypes } from './tarball/types.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const skipBuild = process.argv.includes('--skip-build')
@@ -151,6 +152,13 @@ function verifyCli(project, path) {
   step('ok installed CLI: proclease probe --json')
 }
 
+// A strict TypeScript consumer compiles against the packed declarations, ESM and CJS.
+function verifyTypes(project) {
+  const checked = checkConsumerTypes(project, root, run)
+  check(checked.includes('dist/index.d.ts') && checked.includes('dist/index.d.cts'), `the consumer did not resolve both declaration files: ${checked.join(', ')}`)
+  step(`ok strict NodeNext consumer type-checks (ESM and CJS) against ${checked.join(', ')}`)
+}
+
 function install(base, name, tarball, path, flags, extraEnv) {
   const project = join(base, name)
   mkdirSync(project)
@@ -181,6 +189,7 @@ function main() {
     const noScripts = install(base, 'ignore-scripts', tarball, path, ['--ignore-scripts'], { PREBUILDS_ONLY: '1' })
     verifyLoad(noScripts, path, 'install --ignore-scripts', { PREBUILDS_ONLY: '1' })
     verifyCli(normal, path)
+    verifyTypes(normal)
     step('tarball OK')
   } finally {
     rmSync(base, { recursive: true, force: true })
