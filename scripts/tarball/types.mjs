@@ -44,8 +44,8 @@ export async function useProclease(lockRoot: string): Promise<number> {
     }
   }
 
-  // Each line below compiles only if a proclease type has become \`any\`: then its
-  // @ts-expect-error is unused and TypeScript reports TS2578.
+  // Each line below compiles only if a proclease type has become \`any\`; then the
+  // expect-error directive above it is unused, which TypeScript reports as TS2578.
   // @ts-expect-error starttime is a decimal string, never a number
   const startAsNumber: number = info.starttime
   // @ts-expect-error acquireLease returns a Promise<Lease>
