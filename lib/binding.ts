@@ -86,7 +86,8 @@ function shipped(root: string): string {
       return []
     }
     const libcs = [...new Set(files.flatMap((f) => f.split('.').filter((t) => t === 'glibc' || t === 'musl')))]
-    return files.length === 0 ? [] : [libcs.length > 0 ? `${dir} (${libcs.join(', ')})` : dir]
+    // prebuildify tags macOS binaries "glibc" as well: a libc means something on Linux only.
+    return files.length === 0 ? [] : [libcs.length > 0 && dir.startsWith('linux-') ? `${dir} (${libcs.join(', ')})` : dir]
   })
   return targets.length > 0 ? `the package has prebuilt binaries for ${targets.join(', ')}` : 'this copy of the package has no prebuilt binaries'
 }

@@ -174,7 +174,8 @@ function prebuildTarget(rel) {
   const [tuple, file] = rel.split('/')
   const [platform, arch] = tuple.split('-')
   const tags = file.split('.').slice(1, -1)
-  const libc = tags.find((t) => t === 'glibc' || t === 'musl') ?? (platform === 'linux' ? 'glibc' : undefined)
+  // prebuildify tags macOS binaries "glibc" too; node-gyp-build then matches them whatever LIBC says.
+  const libc = platform === 'linux' ? (tags.find((t) => t === 'glibc' || t === 'musl') ?? 'glibc') : undefined
   return { platform, arch, libc }
 }
 
