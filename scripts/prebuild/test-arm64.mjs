@@ -13,7 +13,7 @@
 // Usage: node scripts/prebuild/test-arm64.mjs [test files...]   (default: native and probe tests)
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -36,14 +36,14 @@ export const SKIPPED = {
     "/proc/<pid>/cmdline (which names qemu itself), so the rename the test waits for never reaches the kernel.",
 }
 
-/** node_modules for arm64 from the lockfile, cached per lockfile content (older ones removed). */
+/**
+ * node_modules for arm64 from the lockfile, cached per lockfile content. Older copies are left
+ * alone: another checkout on this machine may be using one right now.
+ */
 function arm64Modules() {
   const key = createHash('sha256').update(readFileSync(join(root, 'package-lock.json'))).digest('hex').slice(0, 16)
   const dir = join(cacheDir(), `arm64-modules-${key}`)
   if (existsSync(join(dir, '.complete'))) return join(dir, 'node_modules')
-  for (const old of readdirSync(cacheDir()).filter((d) => d.startsWith('arm64-modules-'))) {
-    rmSync(join(cacheDir(), old), { recursive: true, force: true })
-  }
   const tmp = mkdtempSync(join(cacheDir(), '.arm64-modules-'))
   try {
     cpSync(join(root, 'package.json'), join(tmp, 'package.json'))
