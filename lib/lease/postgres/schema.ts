@@ -79,6 +79,10 @@ export type ClaimFault =
   | 'ownSessionDead'
   /** Accepts any isolation level. */
   | 'noIsolationCheck'
+  /** Counts only holds below the limit (a lowered limit forgets the holds above it). */
+  | 'countBelowLimit'
+  /** Tests the wrong advisory lock (class and object swapped): every holder looks gone. */
+  | 'wrongLockKey'
 
 function literal(text: string): string {
   return `'${text.replace(/'/g, "''")}'`
@@ -177,7 +181,7 @@ BEGIN
   }
   -- Shared, so that judges and waiters blocked on the lock (also shared) never disturb each other;
   -- only the holder's exclusive session lock conflicts.
-  IF pg_try_advisory_xact_lock_shared(h.lock_class, h.lock_object) THEN
+  IF pg_try_advisory_xact_lock_shared(${has('wrongLockKey') ? 'h.lock_object, h.lock_class' : 'h.lock_class, h.lock_object'}) THEN
     RETURN 'dead';
   END IF;
   RETURN 'alive';
@@ -244,7 +248,7 @@ BEGIN
       DELETE FROM ${s}.holds x WHERE x.key = p_key AND x.slot = h.slot;
       v_reclaimed := v_reclaimed + 1;
     ELSE
-      v_alive := v_alive + 1;
+      ${has('countBelowLimit') ? 'IF h.slot < p_limit THEN v_alive := v_alive + 1; END IF;' : 'v_alive := v_alive + 1;'}
       IF h.slot = v_slot THEN v_slot := v_slot + 1; END IF;
       v_busy := v_busy || jsonb_build_object(
         'token', h.token, 'renewCount', h.renew_count::text, 'ttlMs', h.ttl_ms, 'witness', h.witness,
@@ -312,7 +316,10 @@ BEGIN
   DELETE FROM ${s}.holds x WHERE x.key = p_key AND x.token = p_token
     RETURNING x.lock_class, x.lock_object, x.session_pid INTO v_class, v_object, v_session;
   released := FOUND;
-  IF NOT released THEN
+  -- Gone already (reclaimed under us): drop the lock only if no hold of this schema uses it,
+  -- so that a wrong key or token never strips a live hold of its witness.
+  IF NOT released AND NOT EXISTS (
+       SELECT 1 FROM ${s}.holds x WHERE x.lock_class = p_lock_class AND x.lock_object = p_lock_object) THEN
     v_class := p_lock_class;
     v_object := p_lock_object;
     v_session := pg_backend_pid();
