@@ -458,7 +458,15 @@ interface VersionRow {
 
 async function storedVersion(client: Queryable, schema: string): Promise<number | null> {
   const s = quoteSchema(schema)
-  const exists = await client.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [`${s}.schema_version`])
+  // Not to_regclass(): it answers from the backend's catalog caches, which waiting on an advisory
+  // lock does not refresh, so a migrator queued behind another still saw no schema after the first
+  // committed it. A query over the catalogs locks them (processing pending invalidations) and
+  // reads them with this statement's snapshot.
+  const exists = await client.query(
+    `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = $1 AND c.relname = 'schema_version') AS present`,
+    [schema],
+  )
   const present = (exists.rows[0] as { present?: unknown } | undefined)?.present
   if (present !== true) return null
   const res = await client.query(`SELECT version FROM ${s}.schema_version`)
