@@ -129,13 +129,13 @@ describe('chaos stress harness', () => {
     const out = await runNegativeControl('noGate', {
       seed: 3,
       attempts: 3,
+      onAttempt: (a) => kept.push(a.runDir),
       // The real checker's summary (rallies included), with every violation dropped.
       check: (run) => {
         const res = checkRun(run)
         return { ok: true, violations: [], summary: { ...res.summary, violationCounts: {} } }
       },
     })
-    for (const a of out.attempts) kept.push(a.runDir)
     expect(out.verdict).toBe('missed')
     expect(out.attempts.at(-1)?.rallies.met).toBeGreaterThan(0)
     // A failed control keeps its logs for the post-mortem.
