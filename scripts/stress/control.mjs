@@ -11,6 +11,7 @@
 //     (noGate: the rally meets inside the claim, where a gate admits one process at a time).
 //     Kills, limit changes and lock-root deletions are off in control runs, so nothing can end a
 //     rally member's logged hold early: every met rally is an over-admission the checker must see.
+//     (Traps and holder pauses are off too: they mostly broke rallies up.)
 //   - It judges only a run where the fault had its chance. Verdicts:
 //       caught        the checker reported the expected violation;
 //       missed        a rally met (limit + 1 holders for certain) and the checker saw nothing:
@@ -37,8 +38,13 @@ export const NEGATIVE_CONTROLS = {
 /** The violation every control must produce: a met rally is exactly this. */
 export const EXPECTED_KIND = 'over_admission'
 
-/** Chaos that cannot cut a rally member's logged hold short (see above); traps and pauses stay. */
-export const CONTROL_WEIGHTS = { ...DEFAULT_WEIGHTS, killRandom: 0, killHolder: 0, limit: 0, rmroot: 0 }
+/**
+ * Chaos that cannot cut a rally member's logged hold short or size a rally wrongly (no kills, no
+ * limit changes, no lock-root deletions), and that does not keep rallies from meeting: a trap
+ * kills the very claim that just met inside the gate's window, and pausing holders pauses rally
+ * members. Random pauses stay.
+ */
+export const CONTROL_WEIGHTS = { ...DEFAULT_WEIGHTS, killRandom: 0, killHolder: 0, trap: 0, stopHolder: 0, limit: 0, rmroot: 0 }
 
 export function controlCommand(name, seed, o) {
   const parts = ['node scripts/stress/control.mjs', name, `--seed ${seed}`, `--procs ${o.procs}`, `--seconds ${o.seconds}`, '--attempts 1']
