@@ -256,9 +256,16 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
             h.end = 'lost'
             violate('lease_lost', { w, key: h.key, slot: h.slot, fence: h.fence, grantedAt: h.s, releasingAt: h.t2 })
           }
-        } else {
+        } else if (h.ok === true) {
           h.e = h.t2
-          h.end = h.ok === true ? 'released' : 'released_unconfirmed'
+          h.end = 'released'
+        } else {
+          // Killed before the release answered: whether the record was still there is unknown. A
+          // lock-root deletion during the hold may have wiped it first, admitting others beside
+          // it (documented), so the hold counts only up to that deletion, as for a wiped release.
+          const d = deletionIn(h.t0, h.t2)
+          h.e = d ? Math.max(h.s, Math.min(h.t2, d[0])) : h.t2
+          h.end = d ? 'wiped_unconfirmed' : 'released_unconfirmed'
         }
       } else if (kill) {
         h.e = Math.max(kill.t, lastT)
