@@ -35,7 +35,7 @@ export function leaseLib(): Promise<string> {
       format: 'cjs',
       target: 'node20',
       outfile,
-      external: ['node-gyp-build'],
+      external: ['node-gyp-build', 'pg'],
       define: { __dirname: JSON.stringify(join(REPO, 'lib')) },
       logLevel: 'error',
     })

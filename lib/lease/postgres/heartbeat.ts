@@ -12,6 +12,8 @@ export interface HeartbeatOptions {
   grantedAt: number
   renew: () => Promise<RenewAnswer>
   onLost: (reason: LostReason) => void
+  /** The monotonic clock grantedAt is on. */
+  now: () => number
 }
 
 /** How much before the TTL the holder gives up: timers run late on a loaded machine. */
@@ -23,28 +25,37 @@ export class Heartbeat {
   private deadlineTimer: NodeJS.Timeout | null = null
   private renewTimer: NodeJS.Timeout | null = null
   private stopped = false
+  private paused = false
 
   constructor(private readonly o: HeartbeatOptions) {
     this.armDeadline(o.grantedAt)
     this.scheduleRenew()
   }
 
+  private deadline = 0
+
+  /** The local deadline has not passed (checked now, whatever the timers did). */
+  withinDeadline(): boolean {
+    return !this.stopped && this.o.now() < this.deadline
+  }
+
   private armDeadline(sentAt: number): void {
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer)
     const at = sentAt + this.o.ttlMs - marginFor(this.o.ttlMs)
-    this.deadlineTimer = setTimeout(() => this.lose('expired'), Math.max(0, at - performance.now()))
+    this.deadline = at
+    this.deadlineTimer = setTimeout(() => this.lose('expired'), Math.max(0, at - this.o.now()))
     this.deadlineTimer.unref()
   }
 
   private scheduleRenew(): void {
-    if (this.stopped) return
+    if (this.stopped || this.paused) return
     this.renewTimer = setTimeout(() => void this.beat(), Math.max(1, Math.floor(this.o.ttlMs / 3)))
     this.renewTimer.unref()
   }
 
   private async beat(): Promise<void> {
-    if (this.stopped) return
-    const sentAt = performance.now()
+    if (this.stopped || this.paused) return
+    const sentAt = this.o.now()
     let answer: RenewAnswer | null = null
     try {
       answer = await this.o.renew()
@@ -52,9 +63,23 @@ export class Heartbeat {
       // Not proof of loss by itself: the deadline decides, and a dead session reports itself.
       answer = null
     }
-    if (this.stopped) return
+    if (this.stopped || this.paused) return
     if (answer === 'lost') return this.lose('lost')
     if (answer === 'renewed') this.armDeadline(sentAt)
+    this.scheduleRenew()
+  }
+
+  /** Stops renewing (a release is on its way) but keeps the deadline running. */
+  pause(): void {
+    if (this.renewTimer) clearTimeout(this.renewTimer)
+    this.renewTimer = null
+    this.paused = true
+  }
+
+  /** Renews again after a release that did not go through. */
+  resume(): void {
+    if (this.stopped || !this.paused) return
+    this.paused = false
     this.scheduleRenew()
   }
 
