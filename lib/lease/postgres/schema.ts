@@ -85,6 +85,8 @@ export type ClaimFault =
   | 'wrongLockKey'
   /** Leaves synchronous_commit to the server: with it off, a crash forgets acknowledged grants. */
   | 'asyncCommit'
+  /** Release deletes the key's lowest-slot hold, whoever's token it carries. */
+  | 'releaseIgnoresToken'
 
 function literal(text: string): string {
   return `'${text.replace(/'/g, "''")}'`
@@ -321,7 +323,11 @@ DECLARE
 BEGIN
   PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
   ${durable}
-  DELETE FROM ${s}.holds x WHERE x.key = p_key AND x.token = p_token
+  DELETE FROM ${s}.holds x WHERE x.key = p_key AND ${
+    has('releaseIgnoresToken')
+      ? `x.slot = (SELECT min(y.slot) FROM ${s}.holds y WHERE y.key = p_key)`
+      : 'x.token = p_token'
+  }
     RETURNING x.lock_class, x.lock_object, x.session_pid INTO v_class, v_object, v_session;
   released := FOUND;
   -- Gone already (reclaimed under us): drop the lock only if no hold of this schema uses it,
