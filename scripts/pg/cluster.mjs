@@ -161,9 +161,9 @@ function isErrno(err, code) {
   return err instanceof Error && /** @type {NodeJS.ErrnoException} */ (err).code === code
 }
 
-function settingsArgs(socketDir) {
+function settingsArgs(socketDir, extra = {}) {
   const args = ['-k', socketDir, '-p', String(PORT)]
-  for (const [k, v] of Object.entries(SERVER_SETTINGS)) args.push('-c', `${k}=${v}`)
+  for (const [k, v] of Object.entries({ ...SERVER_SETTINGS, ...extra })) args.push('-c', `${k}=${v}`)
   return args
 }
 
@@ -197,7 +197,7 @@ async function launch(info, user) {
   const logFd = fs.openSync(join(info.dir, 'postgres.log'), 'a', 0o600)
   let child
   try {
-    child = spawn(join(PG_BIN, 'postgres'), ['-D', info.dataDir, ...settingsArgs(info.socketDir)], {
+    child = spawn(join(PG_BIN, 'postgres'), ['-D', info.dataDir, ...settingsArgs(info.socketDir, info.settings)], {
       ...asServerUser(user),
       detached: true,
       stdio: ['ignore', logFd, logFd],
@@ -241,7 +241,7 @@ function writeState(info) {
 }
 
 function publicInfo(info) {
-  return { dir: info.dir, socketDir: info.socketDir, port: info.port, connectionString: info.connectionString, pid: info.pid }
+  return { dir: info.dir, socketDir: info.socketDir, port: info.port, connectionString: info.connectionString, pid: info.pid, settings: info.settings }
 }
 
 // Guardian: a shell that reads a pipe held open by this process; EOF means this process is gone
@@ -277,13 +277,14 @@ const guardians = new Map()
 /**
  * Starts a cluster. `dir`: where (created if missing; default a new temporary directory).
  * `guard` (default true): stop and remove it when this process ends, however it ends.
+ * `settings`: more server settings (name → value), kept across restarts.
  */
-export async function start({ dir, guard = true } = {}) {
+export async function start({ dir, guard = true, settings = {} } = {}) {
   const user = serverUser()
   const t0 = performance.now()
   const root = dir ? resolve(dir) : makeTempDir(user)
   if (dir) makeOwnedDir(root, user)
-  const info = describe(root)
+  const info = { ...describe(root), settings: { ...settings } }
   const guardian = guard ? spawnGuardian(root) : null
   if (guardian) guardians.set(root, guardian)
   try {

@@ -83,6 +83,10 @@ export type ClaimFault =
   | 'countBelowLimit'
   /** Tests the wrong advisory lock (class and object swapped): every holder looks gone. */
   | 'wrongLockKey'
+  /** Leaves synchronous_commit to the server: with it off, a crash forgets acknowledged grants. */
+  | 'asyncCommit'
+  /** Release deletes the key's lowest-slot hold, whoever's token it carries. */
+  | 'releaseIgnoresToken'
 
 function literal(text: string): string {
   return `'${text.replace(/'/g, "''")}'`
@@ -144,6 +148,10 @@ export function functionsSql(schema: string, faults: readonly ClaimFault[] = [])
   const s = quoteSchema(schema)
   const has = (f: ClaimFault): boolean => faults.includes(f)
   const common = `LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp`
+  // Every write is durable before it is acknowledged, whatever the server's default: with
+  // synchronous_commit off, a crash forgets commits others already saw, so fences would repeat
+  // and a renew count could go back and come again (an observer would see no renewal).
+  const durable = has('asyncCommit') ? '' : `PERFORM set_config('synchronous_commit', 'on', true);`
   return `
 -- The per-key NOTIFY channel: any key (256 characters of any Unicode) maps to a short, valid
 -- identifier; the schema is hashed in so two schemas never share channels.
@@ -227,6 +235,7 @@ BEGIN
     RAISE EXCEPTION 'proclease: invalid claim arguments' USING ERRCODE = '${SQLSTATE.invalidArgument}';
   END IF;
   PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+  ${durable}
 
   -- 1. The key's gate: its row, locked in its own statement (created on first use).
   ${
@@ -313,7 +322,12 @@ DECLARE
   v_session integer;
 BEGIN
   PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
-  DELETE FROM ${s}.holds x WHERE x.key = p_key AND x.token = p_token
+  ${durable}
+  DELETE FROM ${s}.holds x WHERE x.key = p_key AND ${
+    has('releaseIgnoresToken')
+      ? `x.slot = (SELECT min(y.slot) FROM ${s}.holds y WHERE y.key = p_key)`
+      : 'x.token = p_token'
+  }
     RETURNING x.lock_class, x.lock_object, x.session_pid INTO v_class, v_object, v_session;
   released := FOUND;
   -- Gone already (reclaimed under us): drop the lock only if no hold of this schema uses it,
@@ -346,6 +360,7 @@ ${common}
 AS $fn$
 BEGIN
   PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+  ${durable}
   UPDATE ${s}.holds x SET renew_count = x.renew_count + 1, renewed_at = clock_timestamp()
     WHERE x.key = p_key AND x.token = p_token
     RETURNING x.renew_count INTO renew_count;
@@ -413,6 +428,7 @@ BEGIN
   END IF;`
   }
   PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+  ${durable}
   reclaimed_slots := '{}';
   reclaimed_fences := '{}';
   remaining := 0;
@@ -513,7 +529,7 @@ export async function migrate(client: Queryable, schema: string = DEFAULT_SCHEMA
   }
   await client.query('BEGIN')
   try {
-    await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`])
+    await client.query(`SELECT set_config('lock_timeout', $1, true), set_config('synchronous_commit', 'on', true)`, [`${lockTimeoutMs}ms`])
     if (!options.unserialized) {
       await client.query(`SELECT pg_advisory_xact_lock($1::integer, hashtext($2))`, [MIGRATION_LOCK_CLASS, schema])
     }

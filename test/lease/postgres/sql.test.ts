@@ -469,6 +469,17 @@ describe('release', () => {
     expect(left.holds[0]?.state).toBe('alive')
   })
 
+  it('negative control: a release that ignores the token removes another hold', async () => {
+    const a = await connect()
+    const b = await connect()
+    const schema = await freshSchema(a, ['releaseIgnoresToken'])
+    granted(await claim(a, schema, call('t', 2)))
+    const hb = granted(await claim(b, schema, call('t', 2)))
+    expect((await release(b, schema, 't', hb.token, hb.lock, 10_000)).released).toBe(true)
+    expect((await release(b, schema, 't', hb.token, hb.lock, 10_000)).released).toBe(true) // took a's hold
+    expect(await storedHolds(a, schema, 't')).toBe(0)
+  })
+
   it('drops the session lock of a hold reclaimed under its holder', async () => {
     const holder = await connect()
     const claimer = await connect()
