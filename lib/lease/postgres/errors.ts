@@ -1,7 +1,7 @@
 // One place that says what a PostgreSQL or socket error means to the store: a claim outcome
 // (contended, unavailable) or a LeaseError with a stable code. The original stays as `cause`.
 import { LeaseError } from '../../errors.js'
-import { SQLSTATE } from './schema.js'
+import { PostgresSchemaError, SQLSTATE } from './schema.js'
 
 /** SQLSTATE of an error from the server, if it has one. */
 export function sqlState(err: unknown): string | null {
@@ -37,6 +37,11 @@ export function claimOutcome(err: unknown): CallOutcome | null {
 
 /** The LeaseError a server error becomes when it is not an answer; null when it stays as it is. */
 export function leaseErrorOf(err: unknown): LeaseError | null {
+  if (err instanceof LeaseError) return err
+  if (err instanceof PostgresSchemaError) {
+    const code = err.code === 'invalid_argument' ? 'invalid_argument' : 'store_unsupported'
+    return new LeaseError(code, err.message, { cause: err })
+  }
   const state = sqlState(err)
   if (state === SQLSTATE.fenceExhausted) {
     return new LeaseError('fence_exhausted', 'the PostgreSQL fence sequence reached 2^53 - 1; fences must never repeat', { cause: err })

@@ -196,6 +196,7 @@ export class PostgresStore implements LeaseStore {
 
   async claim(req: ClaimRequest): Promise<ClaimAttempt> {
     this.checkOpen()
+    checkKeyText(req.key)
     return this.track(this.claimOnce(req))
   }
 
@@ -291,6 +292,7 @@ export class PostgresStore implements LeaseStore {
 
   async inspect(key: string, verbose: boolean, _wait?: GateWait): Promise<KeyStatus> {
     this.checkOpen()
+    checkKeyText(key)
     return this.track(
       (async () => {
         const session = await this.holderOrThrow()
@@ -307,6 +309,7 @@ export class PostgresStore implements LeaseStore {
 
   async sweep(key: string, dryRun: boolean, verbose: boolean, wait?: GateWait): Promise<SweepReport> {
     this.checkOpen()
+    checkKeyText(key)
     if (dryRun) {
       const status = await this.inspect(key, verbose, wait)
       const reclaimed = status.holders.filter((h) => h.state === 'dead').map((h) => (verbose && h.pid !== undefined ? { slot: h.slot, pid: h.pid } : { slot: h.slot }))
@@ -442,6 +445,11 @@ export class PostgresStore implements LeaseStore {
     this.holderSession = null
     if (s) await s.then((x) => x.end(), () => undefined)
   }
+}
+
+/** PostgreSQL text cannot hold U+0000: such a key is refused here, not by the server. */
+function checkKeyText(key: string): void {
+  if (key.includes('\u0000')) throw new LeaseError('invalid_argument', 'a key on the PostgreSQL store must not contain U+0000')
 }
 
 function statusOf(key: string, ins: calls.Inspection, verbose: boolean): KeyStatus {

@@ -136,6 +136,12 @@ describe('PostgreSQL store: the lease API', () => {
     await lease.release()
   })
 
+  it('refuses a key containing U+0000 (PostgreSQL text cannot hold it) with invalid_argument', async () => {
+    const store = open(await setup())
+    await expect(acquireLease({ key: 'a\u0000b', limit: 1, store })).rejects.toMatchObject({ code: 'invalid_argument' })
+    await expect(inspectLeases({ key: 'a\u0000b', store })).rejects.toMatchObject({ code: 'invalid_argument' })
+  })
+
   it('close() releases what is held and later calls reject with store_closed', async () => {
     const o = await setup()
     const store = postgresStore(o)
