@@ -106,7 +106,8 @@ export class PostgresStore implements LeaseStore {
       const opening = (async () => {
         const s = await this.openSession('holder', (err) => this.holderDied(s, err))
         try {
-          const probe = await detectPooler(s.client)
+          // Through the session, so that its socket keeps the process alive while the probe runs.
+          const probe = await detectPooler({ processID: s.client.processID ?? null, query: (text, values) => s.query(text, values) })
           if (probe.pooled && this.o.pooler !== 'session') {
             if (this.o.witness === 'session') {
               throw new LeaseError(

@@ -120,6 +120,8 @@ export class Session implements Queryable {
   async end(): Promise<void> {
     if (this.ended) return
     this.ended = true
+    // Held open until the goodbye is through: a caller awaiting end() must not see the process exit first.
+    this.client.connection?.stream?.ref?.()
     await this.client.end().catch(() => undefined)
   }
 }
