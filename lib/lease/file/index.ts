@@ -560,6 +560,7 @@ export class FileStore implements LeaseStore {
 
   /** Inspection by directory name, for key directories whose key file is missing. */
   async inspectDir(label: string, dirName: string, verbose: boolean, wait?: GateWait): Promise<KeyStatus> {
+    this.checkOpen()
     const out = await this.waitGate(label, dirName, wait, false, (dir) => {
       const { judged, stray } = this.scan(dir, verbose)
       return this.status(label, judged, stray, verbose)
@@ -568,6 +569,7 @@ export class FileStore implements LeaseStore {
   }
 
   async sweep(key: string, dryRun: boolean, verbose: boolean, wait?: GateWait): Promise<SweepReport> {
+    this.checkOpen()
     const out = await this.waitGate(key, keyDirName(key), wait, !dryRun, (dir) => {
       const { judged, temps, stray } = this.scan(dir, verbose)
       const reclaimed: SweepReport['reclaimed'] = []
@@ -644,6 +646,7 @@ export class FileStore implements LeaseStore {
 
   /** Every key directory under the root, by key where its key file says which, else by name. */
   listKeyEntries(): KeyEntry[] {
+    this.checkOpen()
     const root = this.rootInfo('existing')
     if (root === null) return []
     let names: string[]
