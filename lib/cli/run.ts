@@ -290,6 +290,11 @@ async function handBack(lease: Lease): Promise<HandBack> {
 
 async function runHolding(cfg: RunConfig, lease: Lease, io: Io, setChild: (c: ChildProcess) => void): Promise<number> {
   const { handOff, hold } = handOffOf(lease)
+  // The record must stop promising "lock until removal" before the command can touch the lock.
+  if (!(await handOff.share(hold))) {
+    writeLine(io.stderr, `proclease: the slot of ${JSON.stringify(cfg.key)} was lost before the command started (its record was removed or replaced); not running it`)
+    return EXIT.SOFTWARE
+  }
   const fd = handOff.lockDescriptor(hold)
   const child = spawn(cfg.command, cfg.args, { stdio: ['inherit', 'inherit', 'inherit', fd] })
   const ended = waitForChild(child)

@@ -137,6 +137,11 @@ export interface KeyWatch {
 
 /** Handing a hold to a child process (the CLI's `run`); only stores with descriptors offer it. */
 export interface HandOff {
+  /**
+   * Before the descriptor is shared: the record stops promising that its lock is only dropped
+   * with the record (the child may close or unlock its copy while alive). False when lost.
+   */
+  share(hold: Hold): Promise<boolean>
   /** A read-only descriptor that carries the slot's kernel lock, for the child to inherit. */
   lockDescriptor(hold: Hold): number
   /** Rewrites the record to name the child. False when the hold is no longer ours. */

@@ -69,3 +69,41 @@ describe('fence bounds', () => {
     expect(await lease.release()).toBe(true)
   })
 })
+
+describe('fences of reclaimed records (review findings)', () => {
+  async function deadRecord(root: string, slot: number, fence: number, limit: number): Promise<string> {
+    // A real record, then its holder "gone": a copy whose pid is not a live process and whose lock nobody holds.
+    const lease = await acquireLease({ key: KEY, limit, lockRoot: root })
+    const dir = join(root, keyDirName(KEY))
+    const text = fs.readFileSync(join(dir, `slot-${lease.slot}`), 'utf8')
+    await lease.release()
+    const dead = text
+      .replace(/"slot":[0-9]+/, `"slot":${slot}`)
+      .replace(/"fence":[0-9]+/, `"fence":${fence}`)
+      .replace(/"pid":[0-9]+/, '"pid":999999999')
+    fs.writeFileSync(join(dir, `slot-${slot}`), dead, { mode: 0o600 })
+    return dir
+  }
+
+  it('a dead record whose fence is beyond 2^53 is not removed, and the claim fails with fence_exhausted', async () => {
+    const { root } = freshRoot()
+    const dir = await deadRecord(root, 1, 2 ** 60, 2)
+    await expect(tryAcquireLease({ key: KEY, limit: 2, lockRoot: root })).rejects.toMatchObject({ code: 'fence_exhausted' })
+    expect(fs.existsSync(join(dir, 'slot-1'))).toBe(true)
+    await expect(tryAcquireLease({ key: KEY, limit: 2, lockRoot: root })).rejects.toMatchObject({ code: 'fence_exhausted' })
+  })
+
+  it('a reclaimed record’s fence is never undercut, even when the claim that reclaimed it was busy', async () => {
+    const { root } = freshRoot()
+    const high = 2 ** 52 + 12345
+    await deadRecord(root, 1, high, 1)
+    const live = await acquireLease({ key: KEY, limit: 1, lockRoot: root })
+    // limit 1, a live holder at slot 0: this claim reclaims slot 1 and is busy.
+    expect(await tryAcquireLease({ key: KEY, limit: 1, lockRoot: root })).toBeNull()
+    expect(fs.existsSync(join(root, keyDirName(KEY), 'slot-1'))).toBe(false)
+    await live.release()
+    const next = await acquireLease({ key: KEY, limit: 1, lockRoot: root })
+    expect(next.fence).toBeGreaterThan(high)
+    await next.release()
+  })
+})

@@ -46,3 +46,14 @@ export function takeFence(fd: number, seen: number, clockMs: number): number {
   writeAll(fd, Buffer.from(String(next).padStart(FENCE_WIDTH, '0')))
   return next
 }
+
+/**
+ * Raises the stored counter to at least `fence` (a record about to be removed carried it), so
+ * that no later grant can fall below it. Throws `fence_exhausted`, changing nothing, when the
+ * fence is beyond 2^53 - 1.
+ */
+export function foldFence(fd: number, fence: number): void {
+  if (!(fence <= FENCE_MAX)) throw exhausted('a record on disk carries a fence beyond 2^53 - 1')
+  if (readCounter(fd) >= fence) return
+  writeAll(fd, Buffer.from(String(fence).padStart(FENCE_WIDTH, '0')))
+}

@@ -34,16 +34,17 @@ import {
   type LeaseStore,
   type SweepReport,
 } from '../store.js'
-import { takeFence } from './fence.js'
+import { foldFence, takeFence } from './fence.js'
 import { isErrno, removeAfterFailure, sameFile, writeAll } from './fsx.js'
 import { GateBusy, type GateDeps, Vanished, gateIsLive, gateSync, gateWaiting, underGate } from './gate.js'
-import { type Judged, KEY_FILE, type Scan, holderPids, reclaimEntry, scanKeyDir } from './judge.js'
+import { type Judged, KEY_FILE, type Scan, holderPids, scanKeyDir } from './judge.js'
 import { tryLock } from './lock.js'
 import { ExitWatches } from './exitwatch.js'
 import { LeaseError } from '../../errors.js'
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = fs.constants
 const ARGV0_MAX = 512
+const RECORD_SLACK = 32
 
 /**
  * Test-only fault seams. Production code never sets them; the public API cannot reach them.
@@ -89,6 +90,8 @@ interface FileHandle {
   released: boolean
   /** Aborts hold.signal when the hold is found lost. */
   lost: AbortController
+  /** A release in flight: a second one (close() racing release()) waits for it. */
+  releasing: Promise<boolean> | null
 }
 
 /** What a busy answer hands this store's watch: whose exits to watch, and which directory. */
@@ -131,6 +134,7 @@ export class FileStore implements LeaseStore {
       vanished: (reason) => this.vanished(reason),
     }
     this.handOff = {
+      share: (hold) => this.rewrite(hold, (r) => ({ ...r, lockUntilRemoved: false })),
       lockDescriptor: (hold) => handleOf(hold).fd,
       transfer: (hold, holder) => this.transfer(hold, holder),
       releaseUnlessShared: (hold, wait) => this.releaseUnlessShared(hold, wait),
@@ -235,7 +239,20 @@ export class FileStore implements LeaseStore {
     return this.classifyCtx.host ?? hostIdentity()
   }
 
-  private scan(dir: string, probeHeld = false): Scan {
+  /**
+   * Judges a key directory. With `reclaimWith` (a gate pass that may change the directory), the
+   * proven gone are removed during the scan, once the gate is known to be live and their fence
+   * folded into the counter.
+   */
+  private scan(dir: string, probeHeld = false, reclaimWith?: { gateFd: number | null }): Scan {
+    const reclaim = reclaimWith
+      ? {
+          before: (record: SlotRecord | null): void => {
+            if (!gateIsLive(dir, reclaimWith.gateFd)) throw this.vanished('lock_root_vanished')
+            if (record !== null) this.withCounter(reclaimWith.gateFd, dir, (fd) => foldFence(fd, record.fence))
+          },
+        }
+      : undefined
     return scanKeyDir(
       dir,
       {
@@ -246,6 +263,7 @@ export class FileStore implements LeaseStore {
         classify: this.classifyCtx,
         probeHeld,
         reclaimOnSuspicion: this.faults.reclaimOnSuspicion === true,
+        ...(reclaim ? { reclaim } : {}),
       },
       () => {
         throw this.vanished('key_directory_vanished')
@@ -290,14 +308,14 @@ export class FileStore implements LeaseStore {
   private claimLocked(dir: string, gateFd: number | null, req: ClaimRequest): ClaimAttempt {
     try {
       this.ensureKeyFile(dir, req.key)
-      const { judged, temps } = this.scan(dir)
+      const { judged, temps } = this.scan(dir, false, { gateFd })
       this.cleanTemps(dir, temps)
       let maxFence = 0
       const taken = new Set<number>()
       let active = 0
       for (const j of judged) {
         if (j.record) maxFence = Math.max(maxFence, j.record.fence)
-        if (j.verdict.reclaim && reclaimEntry(dir, j)) continue
+        if (j.reclaimed) continue
         // Everything left counts, including holders above a lowered limit and unreadable records.
         taken.add(j.slot)
         if (this.faults.countByIndex && j.slot >= req.limit) continue
@@ -333,9 +351,14 @@ export class FileStore implements LeaseStore {
   }
 
   private nextFence(gateFd: number | null, dir: string, seen: number): number {
+    return this.withCounter(gateFd, dir, (fd) => takeFence(fd, seen, this.clock()))
+  }
+
+  /** Runs fn on the gate file, which holds the fence counter (opened anew only without a gate). */
+  private withCounter<T>(gateFd: number | null, dir: string, fn: (fd: number) => T): T {
     const fd = gateFd ?? fs.openSync(join(dir, 'gate'), O_RDWR | O_CREAT | O_NOFOLLOW, 0o600)
     try {
-      return takeFence(fd, seen, this.clock())
+      return fn(fd)
     } finally {
       if (gateFd === null) fs.closeSync(fd)
     }
@@ -352,7 +375,10 @@ export class FileStore implements LeaseStore {
     let wfd: number | null = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
     let rfd: number | null = null
     try {
-      writeAll(wfd, serializeRecord(record))
+      // A little slack, so that the in-place rewrites of a hand-over never need new blocks for a
+      // few more bytes (a full disk then cannot tear them).
+      const body = serializeRecord(record)
+      writeAll(wfd, serializeRecord(record, body.length + RECORD_SLACK))
       rfd = fs.openSync(tmp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
       if (!tryLock(this.native, rfd, tmp)) throw new Error(`fresh slot file ${tmp} is locked by another process`)
       fs.closeSync(wfd)
@@ -365,7 +391,7 @@ export class FileStore implements LeaseStore {
       fs.renameSync(tmp, join(dir, `slot-${record.slot}`))
       const st = fs.fstatSync(rfd)
       const lost = new AbortController()
-      const handle: FileHandle = { dir, fd: rfd, dev: st.dev, ino: st.ino, record, released: false, lost }
+      const handle: FileHandle = { dir, fd: rfd, dev: st.dev, ino: st.ino, record, released: false, lost, releasing: null }
       rfd = null
       this.holds.add(handle)
       const held = (): boolean => !handle.released && this.ownership(handle, record.slot) === 'own'
@@ -429,6 +455,8 @@ export class FileStore implements LeaseStore {
   }
 
   private finishRelease(h: FileHandle, lost = false): void {
+    // Once only: a descriptor number closed twice could by then name another hold's lock.
+    if (h.released) return
     h.released = true
     this.holds.delete(h)
     fs.closeSync(h.fd)
@@ -440,14 +468,27 @@ export class FileStore implements LeaseStore {
   async release(hold: Hold, wait?: GateWait): Promise<boolean> {
     const h = handleOf(hold)
     if (h.released) return false
-    const out = await this.waitGate(hold.key, keyDirName(hold.key), wait, false, () => this.releaseLocked(h, hold))
-    this.finishRelease(h, out !== true)
-    return out === true
+    if (h.releasing) return h.releasing.then(() => false)
+    const p = this.waitGate(hold.key, keyDirName(hold.key), wait, false, () => (h.released ? false : this.releaseLocked(h, hold))).then(
+      (out) => {
+        h.releasing = null
+        const mine = out === true && !h.released
+        this.finishRelease(h, !mine)
+        return mine
+      },
+      (err: unknown) => {
+        h.releasing = null
+        throw err
+      },
+    )
+    h.releasing = p
+    return p
   }
 
   releaseSync(hold: Hold): boolean {
     const h = handleOf(hold)
     if (h.released) return false
+    if (h.releasing) return false
     let out: boolean | null
     try {
       out = gateSync(hold.key, GATE_WAIT_MS, this.pass(keyDirName(hold.key), 'existing', false, () => this.releaseLocked(h, hold)))
@@ -467,6 +508,15 @@ export class FileStore implements LeaseStore {
    * descriptor while it lives, so the record no longer promises a lock until removal.
    */
   private async transfer(hold: Hold, holder: HolderRecord): Promise<boolean> {
+    return this.rewrite(hold, (r) => ({ ...r, ...holderFields(holder), lockUntilRemoved: false }))
+  }
+
+  /**
+   * Rewrites our record in place under the gate: one write of at least the old length, so a
+   * killed writer never tears it. If the write fails (a full disk), the old bytes — which fit in
+   * what the file already has — are written back, so the record stays readable.
+   */
+  private async rewrite(hold: Hold, change: (r: SlotRecord) => SlotRecord): Promise<boolean> {
     const h = handleOf(hold)
     if (h.released) return false
     const out = await this.waitGate(hold.key, keyDirName(hold.key), undefined, false, () => {
@@ -476,8 +526,17 @@ export class FileStore implements LeaseStore {
       try {
         const st = fs.fstatSync(fd)
         if (!sameFile(st, h)) return false
-        const record: SlotRecord = { ...h.record, ...holderFields(holder), lockUntilRemoved: false }
-        writeAll(fd, serializeRecord(record, st.size))
+        const record = change(h.record)
+        try {
+          writeAll(fd, serializeRecord(record, st.size))
+        } catch (err) {
+          try {
+            writeAll(fd, serializeRecord(h.record, st.size))
+          } catch {
+            // The original error is the one to report; the record is as the failed write left it.
+          }
+          throw err
+        }
         h.record = record
         return true
       } finally {
@@ -570,13 +629,13 @@ export class FileStore implements LeaseStore {
 
   async sweep(key: string, dryRun: boolean, verbose: boolean, wait?: GateWait): Promise<SweepReport> {
     this.checkOpen()
-    const out = await this.waitGate(key, keyDirName(key), wait, !dryRun, (dir) => {
-      const { judged, temps, stray } = this.scan(dir, verbose)
+    const out = await this.waitGate(key, keyDirName(key), wait, !dryRun, (dir, gateFd) => {
+      const { judged, temps, stray } = this.scan(dir, verbose, dryRun ? undefined : { gateFd })
       const reclaimed: SweepReport['reclaimed'] = []
       const remaining: Judged[] = []
       if (!dryRun) this.cleanTemps(dir, temps)
       for (const j of judged) {
-        if (j.verdict.reclaim && (dryRun || reclaimEntry(dir, j))) {
+        if (dryRun ? j.verdict.reclaim : j.reclaimed) {
           const item: { slot: number; pid?: number } = { slot: j.slot }
           if (verbose && j.record) item.pid = j.record.pid
           reclaimed.push(item)
@@ -689,6 +748,10 @@ export class FileStore implements LeaseStore {
     if (this.closed) return
     this.closed = true
     for (const h of [...this.holds]) {
+      if (h.releasing) {
+        await h.releasing.catch(() => false)
+        continue
+      }
       const hold: Hold = { key: h.record.key, slot: h.record.slot, token: h.record.token, fence: h.record.fence, signal: h.lost.signal, held: () => !h.released, handle: h }
       await this.release(hold)
     }

@@ -22,6 +22,8 @@ export interface Judged {
   slot: number
   verdict: Verdict
   record: SlotRecord | null
+  /** Removed during the scan (a sweeping scan: see JudgeContext.reclaim). */
+  reclaimed?: boolean
   problem?: string
   /** Kernel lock held while the recorded holder is proven gone (inspection only). */
   lockInherited?: boolean
@@ -46,6 +48,13 @@ export interface JudgeContext {
   probeHeld: boolean
   /** Test-only fault: reclaim holders that are merely unverifiable or whose lock is held. */
   reclaimOnSuspicion: boolean
+  /**
+   * Remove proven-gone records during the scan, while their descriptor is still open (so the
+   * inode compared with the path cannot have been freed and reused). `before` runs first and may
+   * throw: it checks that the gate is still the live one and folds the record's fence into the
+   * counter, so that no fence is lost with the record.
+   */
+  reclaim?: { before(record: SlotRecord | null): void }
 }
 
 const gone: Verdict = { occupied: false, reclaim: true, state: 'dead', inconsistent: false }
@@ -115,7 +124,12 @@ function judgeEntry(dir: string, name: string, slot: number, ctx: JudgeContext):
     const st = fs.fstatSync(fd)
     // The path may have been swapped between lstat and open; judge only what we opened.
     if (!sameFile(st, pre)) return corrupt(name, slot, 'replaced', st)
-    return judgeOpen(fd, path, name, slot, st, ctx)
+    const j = judgeOpen(fd, path, name, slot, st, ctx)
+    if (j.verdict.reclaim && ctx.reclaim) {
+      ctx.reclaim.before(j.record)
+      j.reclaimed = unlinkIfSame(path, st)
+    }
+    return j
   } finally {
     // Closing also drops the lock a free slot lent us while we judged it.
     fs.closeSync(fd)
@@ -162,17 +176,16 @@ function judgeOpen(fd: number, path: string, name: string, slot: number, st: fs.
   const id = identity()
   let verdict = judge(id, kernel)
   // A 0.1 record of this very process: our holds keep their locked descriptor open, so with the
-  // lock free the hold is provably gone (its descriptor was closed).
-  if (kernel === 'free' && id === 'alive' && record.pid === process.pid) verdict = gone
+  // lock free the hold is provably gone (its descriptor was closed). Not for a shared hold
+  // (lockUntilRemoved false): the process it was shared with may have dropped the lock.
+  if (kernel === 'free' && id === 'alive' && record.pid === process.pid && record.lockUntilRemoved === undefined) verdict = gone
   return { ...base, verdict }
 }
 
-/** Removes a proven-dead record, only if the path still names the file we judged. */
-export function reclaimEntry(dir: string, j: Judged): boolean {
-  const path = join(dir, j.name)
+/** Removes a proven-dead record, only if the path still names the file we judged (and hold open). */
+function unlinkIfSame(path: string, judged: fs.Stats): boolean {
   try {
-    const st = fs.lstatSync(path)
-    if (!sameFile(st, j)) return false
+    if (!sameFile(fs.lstatSync(path), judged)) return false
     fs.unlinkSync(path)
     return true
   } catch (err) {
