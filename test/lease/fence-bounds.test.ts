@@ -96,11 +96,18 @@ describe('fences of reclaimed records (review findings)', () => {
   it('a reclaimed record’s fence is never undercut, even when the claim that reclaimed it was busy', async () => {
     const { root } = freshRoot()
     const high = 2 ** 52 + 12345
-    await deadRecord(root, 1, high, 1)
     const live = await acquireLease({ key: KEY, limit: 1, lockRoot: root })
+    const dir = join(root, keyDirName(KEY))
+    // Planted after the live holder's grant: a dead holder's record at slot 1 with a high fence.
+    const dead = fs
+      .readFileSync(join(dir, 'slot-0'), 'utf8')
+      .replace(/"slot":0/, '"slot":1')
+      .replace(/"fence":[0-9]+/, `"fence":${high}`)
+      .replace(/"pid":[0-9]+/, '"pid":999999999')
+    fs.writeFileSync(join(dir, 'slot-1'), dead, { mode: 0o600 })
     // limit 1, a live holder at slot 0: this claim reclaims slot 1 and is busy.
     expect(await tryAcquireLease({ key: KEY, limit: 1, lockRoot: root })).toBeNull()
-    expect(fs.existsSync(join(root, keyDirName(KEY), 'slot-1'))).toBe(false)
+    expect(fs.existsSync(join(dir, 'slot-1'))).toBe(false)
     await live.release()
     const next = await acquireLease({ key: KEY, limit: 1, lockRoot: root })
     expect(next.fence).toBeGreaterThan(high)
