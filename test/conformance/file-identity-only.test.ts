@@ -1,0 +1,4 @@
+import { describeStore } from './suite.js'
+import { fileTarget } from './targets.js'
+
+describeStore(fileTarget({ kernelWitness: false }))

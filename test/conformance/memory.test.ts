@@ -1,0 +1,4 @@
+import { describeStore } from './suite.js'
+import { memoryTarget } from './targets.js'
+
+describeStore(memoryTarget)
