@@ -6,7 +6,7 @@
 // with the reason in the test's title. Holders are real processes for stores shared across
 // processes (agents open the store from its JSON spec), simulated ones for the in-memory store.
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { LeaseError, acquireLease, inspectLeases, listLeaseKeys, reclaimLeases, tryAcquireLease } from '../../lib/index.js'
+import { LeaseError, acquireLease, inspectLeases, listLeaseKeys, reclaimLeases, tryAcquireLease, withLease } from '../../lib/index.js'
 import { type Lease, acquireWith, leaseInternals } from '../../lib/lease/engine.js'
 import { type LeaseOptions, normalizeOptions } from '../../lib/lease/options.js'
 import type { LeaseStore, LostReason } from '../../lib/lease/store.js'
@@ -537,6 +537,11 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         ac.abort(new Error('stop'))
         const err = await leaseError(p)
         expect(err).toMatchObject({ code: 'aborted', name: 'AbortError' })
+        // The public API too, aborted while its first claim may still be in flight.
+        const ac2 = new AbortController()
+        const p2 = acquireLease({ key: 'abort', limit: 1, store, signal: ac2.signal })
+        setImmediate(() => ac2.abort())
+        expect(await leaseError(p2)).toMatchObject({ code: 'aborted', name: 'AbortError' })
       })
 
       it('a pre-aborted signal rejects at once, even with a slot free; nothing is held', async () => {
@@ -551,15 +556,22 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         ['empty key', { key: '' }],
         ['257-char key', { key: 'k'.repeat(257) }],
         ['non-string key', { key: 42 }],
-        ['lone surrogate in key', { key: 'a\uD800b' }],
+        ['missing key', { key: undefined }],
+        ['lone high surrogate', { key: 'a\uD800b' }],
+        ['lone low surrogate', { key: '\uDC00' }],
         ['limit 0', { limit: 0 }],
         ['limit 1.5', { limit: 1.5 }],
+        ['limit -1', { limit: -1 }],
+        ['limit NaN', { limit: Number.NaN }],
+        ['limit Infinity', { limit: Number.POSITIVE_INFINITY }],
         ["limit '2'", { limit: '2' }],
         ['waitMs -1', { waitMs: -1 }],
         ['waitMs NaN', { waitMs: Number.NaN }],
+        ["waitMs 'x'", { waitMs: 'x' }],
         ['non-object metadata', { metadata: 'x' }],
         ['signal not an AbortSignal', { signal: {} }],
         ['store with lockRoot', { lockRoot: '/tmp/x' }],
+        ['store with an empty lockRoot', { lockRoot: '' }],
         ['store with allowUnsafeFilesystem', { allowUnsafeFilesystem: false }],
         ['misspelled option', { waitMS: 5 }],
       ]
@@ -575,8 +587,29 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         const opts = { key: 'args', limit: 1, store: counting, ...over } as unknown as LeaseOptions
         expect((await leaseError(acquireLease(opts))).code).toBe('invalid_argument')
         expect((await leaseError(tryAcquireLease(opts))).code).toBe('invalid_argument')
+        expect((await leaseError(withLease(opts, () => 1))).code).toBe('invalid_argument')
         expect(calls).toEqual([])
         expect((await target.peek(spec, 'args')).holds).toBe(0)
+      })
+
+      it('inspection refuses an invalid key; non-object options are refused', async () => {
+        const { store } = await setup()
+        expect((await leaseError(inspectLeases({ key: '', store }))).code).toBe('invalid_argument')
+        expect((await leaseError(reclaimLeases({ key: 'k'.repeat(257), store }))).code).toBe('invalid_argument')
+        expect((await leaseError(acquireLease(null as unknown as LeaseOptions))).code).toBe('invalid_argument')
+      })
+
+      it('accepts the edge values: a 256-char key, astral characters, limit 1 and 2^53 - 1, waitMs 0 and Infinity', async () => {
+        const { store } = await setup()
+        for (const opts of [
+          { key: 'k'.repeat(256), limit: 1 },
+          { key: 'emoji \u{1F600} key', limit: 1, waitMs: 0 },
+          { key: 'inf', limit: Number.MAX_SAFE_INTEGER, waitMs: Number.POSITIVE_INFINITY },
+        ]) {
+          const lease = await acquireLease({ ...opts, store })
+          expect(lease.key).toBe(opts.key)
+          expect(await lease.release()).toBe(true)
+        }
       })
     })
 
