@@ -7,7 +7,7 @@
 // processes (agents open the store from its JSON spec), simulated ones for the in-memory store.
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { LeaseError, acquireLease, inspectLeases, listLeaseKeys, reclaimLeases, tryAcquireLease, withLease } from '../../lib/index.js'
-import { type Lease, acquireWith, leaseInternals } from '../../lib/lease/engine.js'
+import { type Lease, acquireWith, leaseInternals, selfHolder } from '../../lib/lease/engine.js'
 import { type LeaseOptions, normalizeOptions } from '../../lib/lease/options.js'
 import type { LeaseStore, LostReason } from '../../lib/lease/store.js'
 import { hostIdentity } from '../../lib/probes.js'
@@ -635,6 +635,29 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         expect(again).not.toBeNull()
         await again?.release()
       })
+
+      const closedDefect = target.knownDefects?.closedStoreStillAnswers
+      ;(closedDefect ? it.fails : it)(
+        `after close(), every call rejects with store_closed${closedDefect ? ` — KNOWN DEFECT: ${closedDefect}` : ''}`,
+        async () => {
+          const spec = await target.spec()
+          const store = target.open(spec)
+          const lease = await acquireLease({ key: 'closed', limit: 1, store })
+          await store.close()
+          const wake = { recheckInMs: null, opaque: undefined }
+          const calls: Array<[string, () => Promise<unknown>]> = [
+            ['claim', () => store.claim({ key: 'closed', limit: 1, metadata: {}, holder: selfHolder() })],
+            ['watch', () => store.watch('closed', wake, () => {})],
+            ['inspect', () => store.inspect('closed', false)],
+            ['sweep', () => store.sweep('closed', true, false)],
+            ...(store.listKeys ? [['listKeys', () => store.listKeys!()] as [string, () => Promise<unknown>]] : []),
+          ]
+          const codes: Record<string, string> = {}
+          for (const [name, call] of calls) codes[name] = (await leaseError(call()).catch((e: Error) => ({ code: `not a LeaseError: ${e.message}` }))).code
+          expect(codes).toEqual(Object.fromEntries(calls.map(([name]) => [name, 'store_closed'])))
+          expect(await lease.release()).toBe(false)
+        },
+      )
 
       it.runIf(caps.releaseSync)('a holder that ends normally releases what it held (the exit hook)', async () => {
         const { spec, holder } = await setup()
