@@ -1,3 +1,4 @@
+// S1–S10 for the file store with both witnesses (kernel lock + identity).
 import { describeStore } from './suite.js'
 import { fileTarget } from './targets.js'
 
