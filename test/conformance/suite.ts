@@ -59,6 +59,15 @@ function checkFences(run: Run): number {
   return pairs
 }
 
+/**
+ * A test of an optional ability: it runs where the store has it, and otherwise keeps its place as
+ * a skipped test whose title says why (never a silent skip).
+ */
+function gated(has: boolean, title: string, reason: string, fn: () => Promise<void>): void {
+  if (has) it(title, fn)
+  else it.skip(`${title} — not this store: ${reason}`, () => {})
+}
+
 export function describeStore<S extends object>(target: StoreTarget<S>): void {
   const caps = target.capabilities
   const opened: LeaseStore[] = []
@@ -273,7 +282,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         expect(await b!.release()).toBe(true)
       })
 
-      it.runIf(caps.stoppedHolderKept)('a SIGSTOPped holder keeps its slot while stopped, and loses it once SIGKILLed', async () => {
+      gated(caps.stoppedHolderKept, 'a SIGSTOPped holder keeps its slot while stopped, and loses it once SIGKILLed', 'its holds expire (its TTL tests belong to the target)', async () => {
         const { spec, store, holder } = await setup()
         const a = await holder()
         granted(await a.acquire({ key: KEY, limit: 1 }))
@@ -289,7 +298,6 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         expect(lease.slot).toBe(0)
         expect(await lease.release()).toBe(true)
       })
-      it.skipIf(caps.stoppedHolderKept)('a SIGSTOPped holder keeps its slot while stopped — not this store: its holds expire (a TTL test belongs to the target)', () => {})
 
       /** A live holder no witness can prove alive or gone holds the only slot: does a claim take it? */
       async function takesUnverifiable(fault: Fault | null): Promise<boolean> {
@@ -309,13 +317,12 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
       }
 
       const unverifiable = target.unverifiableHolder !== null
-      it.runIf(unverifiable)('a live holder no witness can prove gone is never reclaimed', async () => {
+      gated(unverifiable, 'a live holder no witness can prove gone is never reclaimed', 'every holder can be judged', async () => {
         expect(await takesUnverifiable(null)).toBe(false)
       })
-      it.runIf(unverifiable)('faulty twin (reclaimOnSuspicion): the same check catches a reclaim on suspicion', async () => {
+      gated(unverifiable, 'faulty twin (reclaimOnSuspicion): the same check catches a reclaim on suspicion', 'every holder can be judged', async () => {
         expect(await takesUnverifiable('reclaimOnSuspicion')).toBe(true)
       })
-      it.skipIf(unverifiable)('a live holder no witness can prove gone is never reclaimed — not this store: every holder can be judged', () => {})
 
       it('inspect changes nothing; sweep removes exactly the proven gone; a dry run only reports (S8)', async () => {
         const { spec, store, holder } = await setup()
@@ -387,9 +394,8 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         expect((await target.peek(spec, KEY)).holds).toBe(0)
       })
 
-      const hows = caps.releaseSync ? (['release', 'releaseSync'] as const) : (['release'] as const)
-      for (const how of hows) {
-        it(`${how}() of a hold removed behind our back is false, and the slot re-granted to another stays intact`, async () => {
+      for (const how of ['release', 'releaseSync'] as const) {
+        gated(how === 'release' || caps.releaseSync, `${how}() of a hold removed behind our back is false, and the slot re-granted to another stays intact`, 'it has no releaseSync', async () => {
           const { spec, store, holder } = await setup()
           const mine = await acquireLease({ key: KEY, limit: 1, store })
           expect(mine.slot).toBe(0)
@@ -406,7 +412,6 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
           expect(await other.release()).toBe(true)
         })
       }
-      if (!caps.releaseSync) it.skip('releaseSync() of a hold removed behind our back — not this store: it has no releaseSync', () => {})
     })
 
     describe('S7 lease.signal', () => {
@@ -467,16 +472,15 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         return [await paused.result, rb]
       }
 
-      it.runIf(caps.pauseMidClaim)('exactly one wins when one claimer stops mid-claim after judging the slot; the other gets null, not an error', async () => {
+      gated(caps.pauseMidClaim, 'exactly one wins when one claimer stops mid-claim after judging the slot; the other gets null, not an error', 'a claim cannot be paused inside', async () => {
         const [ra, rb] = await interleaved(null)
         expect(rb.ev).toBe('null')
         expect(ra.ev).toBe('acquired')
       })
-      it.runIf(caps.pauseMidClaim)('faulty twin (noGate): the same interleaving makes two winners', async () => {
+      gated(caps.pauseMidClaim, 'faulty twin (noGate): the same interleaving makes two winners', 'a claim cannot be paused inside', async () => {
         const [ra, rb] = await interleaved('noGate')
         expect([ra.ev, rb.ev]).toEqual(['acquired', 'acquired'])
       })
-      it.skipIf(caps.pauseMidClaim)('forced interleaving mid-claim (and its noGate twin) — not this store: a claim cannot be paused inside', () => {})
     })
 
     describe('S6 answers, busy errors and no identity leaks (I7)', () => {
@@ -659,7 +663,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         },
       )
 
-      it.runIf(caps.releaseSync)('a holder that ends normally releases what it held (the exit hook)', async () => {
+      gated(caps.releaseSync, 'a holder that ends normally releases what it held (the exit hook)', 'no synchronous release; its holds end with their session', async () => {
         const { spec, holder } = await setup()
         const h = await holder()
         granted(await h.acquire({ key: 'exit-a', limit: 2 }))
@@ -668,13 +672,12 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         expect((await target.peek(spec, 'exit-a')).holds).toBe(0)
         expect((await target.peek(spec, 'exit-b')).holds).toBe(0)
       })
-      it.skipIf(caps.releaseSync)('a holder that ends normally releases what it held — not this store: no synchronous release; its holds end with their session', () => {})
     })
 
     describe('S6 an outage is store_unavailable, never lease_busy', () => {
       const outage = 'start' in target.outage ? target.outage : null
       const why = 'none' in target.outage ? target.outage.none : ''
-      it.runIf(outage !== null)('claims during an outage fail with store_unavailable (with the cause); after it, all is as before', async () => {
+      gated(outage !== null, 'claims during an outage fail with store_unavailable (with the cause); after it, all is as before', why, async () => {
         const { spec, store } = await setup()
         const lease = await acquireLease({ key: 'outage', limit: 1, store })
         const end = await outage!.start(spec)
@@ -692,7 +695,6 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         expect(again).not.toBeNull()
         await again?.release()
       })
-      it.skipIf(outage !== null)(`claims during an outage fail with store_unavailable — not this store: ${why}`, () => {})
     })
 
     describe('optional abilities (declared, not sniffed)', () => {
