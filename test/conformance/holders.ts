@@ -5,7 +5,7 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import type { HolderRecord } from '../../lib/classify.js'
 import type { Lease } from '../../lib/lease/engine.js'
-import { type JsonChild, type Msg, agent, freshRoot, procState, until } from '../helpers/lease.js'
+import { type JsonChild, type Msg, acquireInStore, agent, freshRoot, procState, until } from '../helpers/lease.js'
 
 export interface HoldOpts {
   key: string
@@ -62,23 +62,16 @@ class ProcessHolder implements Holder {
   }
 
   acquire(opts: HoldOpts, extra: AcquireExtra = {}): Promise<Msg> {
-    return this.c.call({ op: 'acquire', spec: this.spec, opts, mode: extra.mode ?? 'wait', ...(extra.holder ? { holder: extra.holder } : {}) })
+    return acquireInStore(this.c, this.spec, opts, extra)
   }
 
   async acquirePaused(opts: HoldOpts): Promise<PausedClaim> {
     const { base } = freshRoot()
     const file = join(base, 'resume')
+    // Sent, not called: the first line back is the pause, the reply comes after the resume.
     this.c.send({ op: 'acquire', spec: this.spec, opts, mode: 'try', pause: { at: 'afterScan', file } })
     await this.c.expect('paused')
-    let resumed = false
-    return {
-      resume: () => {
-        if (resumed) return
-        resumed = true
-        fs.writeFileSync(file, '')
-      },
-      result: this.c.next(),
-    }
+    return { resume: () => fs.writeFileSync(file, ''), result: this.c.next() }
   }
 
   async release(i?: number): Promise<boolean> {
