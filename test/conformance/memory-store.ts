@@ -174,10 +174,27 @@ export class MemoryStore implements LeaseStore {
       holds.set(slot, stored)
       const handle: MemoryHandle = { stored, store: this, released: false }
       this.mine.add(handle)
-      return { kind: 'granted', hold: { key: req.key, slot, token: stored.token, fence: stored.fence, signal: stored.lost.signal, handle } }
+      return { kind: 'granted', hold: this.holdOf(handle) }
     } finally {
       if (gated) this.world.openGate(req.key)
     }
+  }
+
+  /** The engine's view of a hold; `held()` answers from storage, right now. */
+  private holdOf(h: MemoryHandle): Hold {
+    const s = h.stored
+    const world = this.world
+    // Built apart from the return, so the hold may carry members newer than this file's Hold type.
+    const hold = {
+      key: s.key,
+      slot: s.slot,
+      token: s.token,
+      fence: s.fence,
+      signal: s.lost.signal,
+      handle: h,
+      held: (): boolean => !h.released && !s.lost.signal.aborted && world.keys.get(s.key)?.get(s.slot)?.token === s.token,
+    }
+    return hold
   }
 
   async release(hold: Hold): Promise<boolean> {
@@ -275,9 +292,6 @@ export class MemoryStore implements LeaseStore {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    for (const h of [...this.mine]) {
-      const s = h.stored
-      this.releaseSync({ key: s.key, slot: s.slot, token: s.token, fence: s.fence, signal: s.lost.signal, handle: h })
-    }
+    for (const h of [...this.mine]) this.releaseSync(this.holdOf(h))
   }
 }
