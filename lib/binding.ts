@@ -1,4 +1,5 @@
-import { resolve } from 'node:path'
+import { readdirSync } from 'node:fs'
+import { join, relative, resolve } from 'node:path'
 import nodeGypBuild from 'node-gyp-build'
 
 /** A failed probe as the addon reports it. */
@@ -35,14 +36,60 @@ export type BindingLoad = { binding: NativeBinding; error: null } | { binding: n
 
 /**
  * Loads the addon from a package root. Never throws: a missing or broken binary is reported so
- * every probe can fail closed instead of the import crashing.
+ * every probe can fail closed instead of the import crashing. The report's first line says what
+ * happened and what to do (probes quote only that line); the loader's own error is its cause.
  */
 export function loadBinding(root: string): BindingLoad {
+  let file: string
+  try {
+    file = nodeGypBuild.resolve(root)
+  } catch (err) {
+    const what = `no prebuilt binary for ${machine()} and none was compiled at install; ${shipped(root)}`
+    return { binding: null, error: new Error(`proclease: ${what}. ${WAYS_OUT}`, { cause: err }) }
+  }
   try {
     return { binding: nodeGypBuild(root) as NativeBinding, error: null }
   } catch (err) {
-    return { binding: null, error: err instanceof Error ? err : new Error(String(err)) }
+    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0]
+    const what = `the binary ${relative(root, file)} did not load on ${machine()}: ${why}`
+    return { binding: null, error: new Error(`proclease: ${what}. ${WAYS_OUT}`, { cause: err }) }
   }
+}
+
+const WAYS_OUT =
+  'To compile it here (needs python3, make and a C++ compiler): allow proclease\'s install script ' +
+  '(recent npm runs it only once approved: `npm approve-scripts proclease`) and reinstall, ' +
+  'or run `npm rebuild proclease`.'
+
+/** This machine in prebuildify's terms: platform-arch, and on Linux which libc. */
+function machine(): string {
+  const tuple = `${process.platform}-${process.arch}`
+  if (process.platform !== 'linux') return tuple
+  const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } }
+  const glibc = report.header?.glibcVersionRuntime
+  return `${tuple} (${glibc ? `glibc ${glibc}` : 'musl'})`
+}
+
+/** The prebuilt binaries this copy of the package carries, e.g. "linux-x64 (glibc), darwin-arm64". */
+function shipped(root: string): string {
+  let dirs: string[]
+  try {
+    dirs = readdirSync(join(root, 'prebuilds')).sort()
+  } catch {
+    dirs = []
+  }
+  const targets = dirs.flatMap((dir) => {
+    let files: string[]
+    try {
+      files = readdirSync(join(root, 'prebuilds', dir)).filter((f) => f.endsWith('.node'))
+    } catch {
+      return []
+    }
+    const libcs = [...new Set(files.flatMap((f) => f.split('.').filter((t) => t === 'glibc' || t === 'musl')))]
+    // prebuildify tags macOS binaries "glibc" as well: a libc means something on Linux only.
+    return files.length === 0 ? [] : [libcs.length > 0 && dir.startsWith('linux-') ? `${dir} (${libcs.join(', ')})` : dir]
+  })
+  return targets.length > 0 ? `the package has prebuilt binaries for ${targets.join(', ')}` : 'this copy of the package has no prebuilt binaries'
 }
 
 /** Where the binary was found, for diagnostics and the no-compiler packaging check. */

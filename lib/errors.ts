@@ -31,6 +31,8 @@ export type LeaseErrorCode =
   | 'store_unavailable'
   /** The store was closed; open a new one. */
   | 'store_closed'
+  /** The store refuses this setup: a transaction-mode pooler, an isolation level other than READ COMMITTED, `pg` not installed. */
+  | 'store_unsupported'
 
 /** Raised by the lease API. `capacity` is set only for `lease_busy` and is counts only. */
 export class LeaseError extends Error {

@@ -252,9 +252,21 @@ extern "C" pl_status pl_machine_id(char* out, size_t cap) {
   return read_uuid_file("/var/lib/dbus/machine-id", out, cap, false);
 }
 
+// stat(2) without glibc's stat64@GLIBC_2.33 wrapper, which would stop the prebuilt binary from
+// loading on glibc < 2.33 (RHEL 8, Debian 11, Ubuntu 20.04). On 64-bit Linux glibc's struct stat
+// is the kernel's and glibc's own stat() is this very syscall; elsewhere (source builds only) the
+// libc call is kept.
+static int stat_no_glibc_wrapper(const char* path, struct stat* sb) {
+#if defined(SYS_newfstatat) && __SIZEOF_LONG__ == 8
+  return (int)syscall(SYS_newfstatat, AT_FDCWD, path, sb, 0);
+#else
+  return stat(path, sb);
+#endif
+}
+
 extern "C" pl_status pl_pid_namespace(char* out, size_t cap) {
   struct stat sb;
-  if (stat("/proc/self/ns/pid", &sb) != 0) return fail(PL_CAPTURE_ERROR, "ns_unreadable", errno);
+  if (stat_no_glibc_wrapper("/proc/self/ns/pid", &sb) != 0) return fail(PL_CAPTURE_ERROR, "ns_unreadable", errno);
   int n = snprintf(out, cap, "%llu", (unsigned long long)sb.st_ino);
   if (n <= 0 || (size_t)n >= cap) return fail(PL_CAPTURE_ERROR, "ns_unreadable", 0);
   return ok();

@@ -42,8 +42,11 @@ syncBuiltinESMExports()
 afterAll(async () => {
   cjsFs.watch = realWatch
   syncBuiltinESMExports()
-  await killAll()
-  fs.rmSync(base, { recursive: true, force: true })
+  try {
+    await killAll()
+  } finally {
+    fs.rmSync(base, { recursive: true, force: true })
+  }
 })
 
 interface Snapshot {

@@ -94,8 +94,11 @@ describe('lockExclusiveNB / unlock (flock)', () => {
     writeFileSync(file, '')
   })
   afterAll(async () => {
-    await killAll()
-    rmSync(dir, { recursive: true, force: true })
+    try {
+      await killAll()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('is refused while another process holds it and granted once the kernel drops it on SIGKILL', async () => {

@@ -27,8 +27,11 @@ beforeAll(() => {
   scratch = mkdtempSync(join(tmpdir(), 'proclease-probes-'))
 })
 afterAll(async () => {
-  await killAll()
-  rmSync(scratch, { recursive: true, force: true })
+  try {
+    await killAll()
+  } finally {
+    rmSync(scratch, { recursive: true, force: true })
+  }
 })
 
 describe('capturePidInfo on live processes', () => {

@@ -25,6 +25,11 @@ export interface Lease {
    * `connection_lost` or `lost`): stop using the resource. Never aborts on your own release.
    */
   readonly signal: AbortSignal
+  /**
+   * Whether the hold is still yours, checked now: false once released, lost, or past a networked
+   * store's local deadline. Check it right before acting on the protected resource.
+   */
+  held(): boolean
   release(opts?: ReleaseOptions): Promise<boolean>
   /** Synchronous release, where the store has one (the file store does); throws otherwise. */
   releaseSync(): boolean
@@ -124,6 +129,10 @@ class LeaseHandle implements Lease {
       },
     )
     return this.#pending
+  }
+
+  held(): boolean {
+    return !this.#done && this.#hold.held()
   }
 
   get canReleaseSync(): boolean {

@@ -38,6 +38,12 @@ export interface Hold {
   fence: number
   /** Aborts (reason: a LostReason) when the store learns the hold may be lost. */
   readonly signal: AbortSignal
+  /**
+   * A synchronous check, right now: false once the hold is released, lost, or past its local
+   * deadline, even when the event that would abort `signal` has not been processed yet (a
+   * process resumed after SIGSTOP runs its I/O callbacks before its timers).
+   */
+  held(): boolean
   readonly handle: unknown
 }
 

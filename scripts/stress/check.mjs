@@ -33,6 +33,11 @@
 //                    record left by a process that was never killed.
 //   limit_mismatch   (harness self-check) a worker used a limit that was not in force.
 //
+// Not violations, but what a verdict rests on: `work` (whether the run reached the driver's
+// minWork floor) and `rallies` (forced interleavings of negative controls: how many were opened
+// and in how many a member saw limit+1 holders at once - with a sound checker, each of those is
+// an over-admission it must report).
+//
 // Lock-root deletion is the one out-of-model event: an external actor deletes live records, so
 // their holders silently lose their leases. A hold whose release returns false, or whose holder
 // was killed, while a deletion overlapped its life [acquire, release's answer] is taken to end at
@@ -105,6 +110,8 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
   const hung = []
   let stopAllT = null
   let endT = null
+  let work = null
+  const rallies = { opened: 0, scanMet: new Set(), met: new Set() }
   const counts = { spawns: 0, kills: 0, killsMidClaim: 0, killsHolding: 0, killsRandom: 0, stops: 0, conts: 0, limitChanges: 0, rootDeletions: 0, trapsFired: 0 }
   for (const key of meta.keys) limitChanges.set(key, [{ t0: -Infinity, t: -Infinity, value: meta.limit }])
   for (const e of driver) {
@@ -146,6 +153,12 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
         break
       case 'stopAll':
         stopAllT = e.t
+        break
+      case 'work':
+        work = { minWork: e.minWork ?? null, done: e.done, grants: e.grants, kills: e.kills, limitChanges: e.limitChanges }
+        break
+      case 'rally':
+        rallies.opened++
         break
       case 'end':
         endT = e.t
@@ -222,6 +235,9 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
         case 'exit':
           exited = true
           break
+        case 'rally':
+          if (e.met) (e.phase === 'hold' ? rallies.met : rallies.scanMet).add(e.seq)
+          break
       }
     }
     const kill = kills.get(w)
@@ -240,9 +256,16 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
             h.end = 'lost'
             violate('lease_lost', { w, key: h.key, slot: h.slot, fence: h.fence, grantedAt: h.s, releasingAt: h.t2 })
           }
-        } else {
+        } else if (h.ok === true) {
           h.e = h.t2
-          h.end = h.ok === true ? 'released' : 'released_unconfirmed'
+          h.end = 'released'
+        } else {
+          // Killed before the release answered: whether the record was still there is unknown. A
+          // lock-root deletion during the hold may have wiped it first, admitting others beside
+          // it (documented), so the hold counts only up to that deletion, as for a wiped release.
+          const d = deletionIn(h.t0, h.t2)
+          h.e = d ? Math.max(h.s, Math.min(h.t2, d[0])) : h.t2
+          h.end = d ? 'wiped_unconfirmed' : 'released_unconfirmed'
         }
       } else if (kill) {
         h.e = Math.max(kill.t, lastT)
@@ -498,6 +521,8 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     leftovers: left,
     stop: { survivors, maxExitAfterStopMs: round(maxExitAfterStopMs), hung: hung.length, stopTimeoutMs: meta.stopTimeoutMs },
     unparsableLogLines: run.badLines,
+    work,
+    rallies: { opened: rallies.opened, scanMet: rallies.scanMet.size, met: rallies.met.size },
     violationCounts,
   }
   return { ok: violations.length === 0, violations, summary }

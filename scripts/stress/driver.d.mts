@@ -1,5 +1,5 @@
 // Types for driver.mjs (the harness is plain JavaScript so it runs without a build step).
-import type { CheckResult } from './check.mjs'
+import type { CheckResult, StressRun } from './check.mjs'
 export interface StressOptions {
   procs?: number
   seconds?: number
@@ -16,10 +16,20 @@ export interface StressOptions {
   trapStallMs?: number
   /** Every n-th worker (ids 1, 1+n, ...) records an identity only the kernel witness can vouch for. */
   hiddenEvery?: number
+  /** A run goes on past `seconds`, up to `maxSeconds`, until it did this much (summary.work says whether it did). */
+  minWork?: { grants?: number; kills?: number; limitChanges?: number } | null
+  maxSeconds?: number | null
+  /** Keeps a rally open (a forced interleaving: `size` holders at once; see worker.mjs). */
+  rally?: { at: 'afterScan' | 'holding'; size: number; opener?: 'hidden' } | null
+  rallyWaitMs?: number
+  /** The checker (defaults to checkRun). */
+  check?: (run: StressRun) => CheckResult
   log?: (message: string) => void
 }
 export const PACKAGE_ROOT: string
 export const DEFAULT_INTERNAL: string
 export const DEFAULT_WEIGHTS: Record<string, number>
-export function reproduceCommand(o: Required<Pick<StressOptions, 'procs' | 'seconds' | 'limit' | 'keys' | 'seed'>> & { fault?: string | null }): string
+export function reproduceCommand(
+  o: Required<Pick<StressOptions, 'procs' | 'seconds' | 'limit' | 'keys' | 'seed'>> & Pick<StressOptions, 'fault' | 'minWork' | 'maxSeconds'>,
+): string
 export function runStress(options?: StressOptions): Promise<CheckResult & { runDir: string; command: string; seed: number }>

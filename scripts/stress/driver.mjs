@@ -42,6 +42,11 @@ const now = () => Number(process.hrtime.bigint() / 1000n)
 export function reproduceCommand(o) {
   const parts = ['npm run stress --', `--procs ${o.procs}`, `--seconds ${o.seconds}`, `--limit ${o.limit}`, `--keys ${o.keys}`, `--seed ${o.seed}`]
   if (o.fault) parts.push(`--fault ${o.fault}`)
+  const m = o.minWork
+  if (m?.grants) parts.push(`--min-grants ${m.grants}`)
+  if (m?.kills) parts.push(`--min-kills ${m.kills}`)
+  if (m?.limitChanges) parts.push(`--min-limit-changes ${m.limitChanges}`)
+  if (m && o.maxSeconds) parts.push(`--max-seconds ${o.maxSeconds}`)
   return parts.join(' ')
 }
 
@@ -99,9 +104,46 @@ function snapshotEngine(internal, runDir) {
 }
 
 /**
+ * Counts the grants logged so far, reading only what the worker logs gained since the last call
+ * (a grant line is written whole by one writeSync, but a read may end inside a later line).
+ */
+function grantCounter(runDir) {
+  const seen = new Map() // file -> { offset, tail }
+  let grants = 0
+  return () => {
+    for (const name of fs.readdirSync(runDir)) {
+      if (!/^w-\d+\.jsonl$/.test(name)) continue
+      const st = seen.get(name) ?? { offset: 0, tail: '' }
+      seen.set(name, st)
+      const fd = fs.openSync(join(runDir, name), 'r')
+      try {
+        const size = fs.fstatSync(fd).size
+        if (size <= st.offset) continue
+        const buf = Buffer.alloc(size - st.offset)
+        const n = fs.readSync(fd, buf, 0, buf.length, st.offset)
+        st.offset += n
+        const text = st.tail + buf.toString('utf8', 0, n)
+        const cut = text.lastIndexOf('\n') + 1
+        st.tail = text.slice(cut)
+        for (const line of text.slice(0, cut).split('\n')) if (line.startsWith('{"ev":"grant"')) grants++
+      } finally {
+        fs.closeSync(fd)
+      }
+    }
+    return grants
+  }
+}
+
+/**
  * Runs one chaos run and checks it. Options: procs, seconds, limit, keys, seed, fault,
  * stopTimeoutMs, runDir, internal (path of dist/internal.js), weights, tickMs [lo, hi],
- * waitChoices, trapStallMs, log (progress printer).
+ * waitChoices, trapStallMs, log (progress printer);
+ * minWork { grants, kills, limitChanges } and maxSeconds: a run goes on past `seconds`, up to
+ * maxSeconds, until it did that much (a loaded machine does less per second; a run that did
+ * little proves little), and the summary says whether it got there;
+ * rally { at: 'afterScan' | 'holding', size, opener?: 'hidden' } and rallyWaitMs: keep a rally
+ * open (see worker.mjs), a forced interleaving for negative controls;
+ * check: the checker (checkRun; tests of the negative controls pass a blind one).
  */
 export async function runStress(options = {}) {
   const o = {
@@ -118,6 +160,11 @@ export async function runStress(options = {}) {
     waitChoices: [100, 400, 1500, 3000],
     trapStallMs: 250,
     hiddenEvery: 3,
+    minWork: null,
+    maxSeconds: null,
+    rally: null,
+    rallyWaitMs: 2000,
+    check: checkRun,
     log: () => {},
     ...options,
   }
@@ -140,11 +187,15 @@ export async function runStress(options = {}) {
   const command = reproduceCommand(o)
   fs.writeFileSync(
     join(runDir, 'meta.json'),
-    JSON.stringify({ seed: o.seed, procs: o.procs, seconds: o.seconds, keys, limit: o.limit, fault: o.fault, stopTimeoutMs: o.stopTimeoutMs, startT, root, command }, null, 2),
+    JSON.stringify(
+      { seed: o.seed, procs: o.procs, seconds: o.seconds, keys, limit: o.limit, fault: o.fault, stopTimeoutMs: o.stopTimeoutMs, startT, root, command, minWork: o.minWork, rally: o.rally },
+      null,
+      2,
+    ),
   )
 
   // ---- control file: limits, trap, stop ---------------------------------------------------
-  const control = { limits: Object.fromEntries(keys.map((k) => [k, o.limit])), stop: false, traps: {} }
+  const control = { limits: Object.fromEntries(keys.map((k) => [k, o.limit])), stop: false, traps: {}, rally: null }
   const controlPath = join(runDir, 'control.json')
   let controlTmp = 0
   const writeControl = () => {
@@ -186,7 +237,19 @@ export async function runStress(options = {}) {
 
   const spawnWorker = () => {
     const id = nextId++
-    const cfg = { id, seed: o.seed, root, runDir, keys, fault: o.fault, internal: o.internal, waitChoices: o.waitChoices, trapStallMs: o.trapStallMs, hiddenEvery: o.hiddenEvery }
+    const cfg = {
+      id,
+      seed: o.seed,
+      root,
+      runDir,
+      keys,
+      fault: o.fault,
+      internal: o.internal,
+      waitChoices: o.waitChoices,
+      trapStallMs: o.trapStallMs,
+      hiddenEvery: o.hiddenEvery,
+      rallyWaitMs: o.rallyWaitMs,
+    }
     const errFd = fs.openSync(join(runDir, `w-${id}.stderr`), 'a', 0o600)
     const proc = spawn(process.execPath, [WORKER, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', errFd] })
     fs.closeSync(errFd)
@@ -225,6 +288,7 @@ export async function runStress(options = {}) {
   const kill = (w, why) => {
     if (!w.alive || w.killed) return
     w.killed = true
+    if (why !== 'hung') work.kills++
     emit({ ev: 'kill', w: w.id, pid: w.pid, t: now(), why })
     w.proc.kill('SIGKILL')
     if (why !== 'hung') scheduleReplacement(rr.range(20, 300))
@@ -251,12 +315,46 @@ export async function runStress(options = {}) {
 
   for (let i = 0; i < o.procs; i++) spawnWorker()
 
+  // ---- rallies (negative controls): one open at a time, the next once it closed -------------
+  let rallySeq = 0
+  const rallyClosed = () => {
+    try {
+      return fs.readdirSync(join(runDir, `rally-${rallySeq}`)).some((n) => n.startsWith('closed-'))
+    } catch (err) {
+      if (err.code === 'ENOENT') return true
+      throw err
+    }
+  }
+  const openRally = () => {
+    if (!o.rally || (control.rally !== null && !rallyClosed())) return
+    rallySeq++
+    fs.mkdirSync(join(runDir, `rally-${rallySeq}`))
+    control.rally = { seq: rallySeq, ...o.rally }
+    writeControl()
+    emit({ ev: 'rally', seq: rallySeq, t: now(), ...o.rally })
+  }
+
+  // ---- how much work was done (minWork) -------------------------------------------------------
+  const countGrants = grantCounter(runDir)
+  const work = { kills: 0, limitChanges: 0 }
+  const workDone = () => {
+    const m = o.minWork
+    if (!m) return true
+    if ((m.kills ?? 0) > work.kills || (m.limitChanges ?? 0) > work.limitChanges) return false
+    return (m.grants ?? 0) <= countGrants()
+  }
+
   // ---- chaos --------------------------------------------------------------------------------
   const maxStopped = Math.max(1, Math.floor(o.procs / 3))
   const endAt = performance.now() + o.seconds * 1000
+  const hardEndAt = performance.now() + Math.max(o.seconds, o.maxSeconds ?? o.seconds) * 1000
   let lastRmroot = -Infinity
   let ticks = 0
-  while (performance.now() < endAt) {
+  let enoughWork = false
+  for (;;) {
+    const t = performance.now()
+    if (t >= hardEndAt) break
+    if (t >= endAt && (enoughWork = workDone())) break
     // Every tick draws the same five numbers whatever the state, so the decision sequence of a
     // seed does not shift when a target happens to be missing.
     const pauseMs = rd.range(o.tickMs[0], o.tickMs[1])
@@ -267,6 +365,7 @@ export async function runStress(options = {}) {
     const among = (items) => items[Math.floor(uTarget * items.length)]
     await delay(pauseMs)
     ticks++
+    openRally()
     const pool = live()
     if (pool.length === 0) continue
     switch (action) {
@@ -304,6 +403,7 @@ export async function runStress(options = {}) {
         const t0 = now()
         writeControl()
         emit({ ev: 'limit', key, value, t0, t: now() })
+        work.limitChanges++
         break
       }
       case 'rmroot': {
@@ -324,12 +424,15 @@ export async function runStress(options = {}) {
   }
 
   // ---- stop ---------------------------------------------------------------------------------
+  if (!enoughWork) enoughWork = workDone()
+  emit({ ev: 'work', t: now(), minWork: o.minWork, done: enoughWork, grants: countGrants(), ...work })
   stopping = true
   const stopT = now()
   emit({ ev: 'stopAll', t: stopT })
   for (const w of workers.values()) cont(w)
   control.stop = true
   control.traps = {}
+  control.rally = null
   writeControl()
   const all = [...workers.values()]
   await Promise.all(
@@ -363,7 +466,7 @@ export async function runStress(options = {}) {
   emit({ ev: 'end', t: now() })
   fs.closeSync(driverFd)
 
-  const result = checkRun(loadRun(runDir))
+  const result = o.check(loadRun(runDir))
   if (sweepError) {
     result.ok = false
     result.violations.push({ kind: 'error', phase: 'final sweep', message: sweepError })

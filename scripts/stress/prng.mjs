@@ -43,7 +43,8 @@ export function rng(seed) {
         x -= w
         if (x < 0) return name
       }
-      return entries[entries.length - 1][0]
+      // Rounding can leave x at 0: never fall through to an entry whose weight is 0 (switched off).
+      return entries.findLast(([, w]) => w > 0)[0]
     },
   }
 }

@@ -1,30 +1,38 @@
 #!/usr/bin/env node
 // npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME]
+//                   [--min-grants N] [--min-kills N] [--min-limit-changes N] [--max-seconds S]
 //                   [--stop-timeout MS] [--keep] [--json] [--expect-violation]
 //
 // Runs one chaos run against dist/internal.js (build first: npm run build) and checks it with the
 // independent checker. Exit 0: no violation. Exit 1: violations (the seed and the command that
-// reproduces the schedule are printed). Exit 2: usage or harness error.
+// reproduces the schedule are printed). Exit 2: usage or harness error. Exit 3: no violation, but
+// the run did not reach its work floor (below).
 // --fault NAME passes a test-only fault to the FileStore (noGate, reclaimOnSuspicion,
-// reclaimAfterMs=<ms>, ...); --expect-violation inverts the exit code for negative controls.
+// reclaimAfterMs=<ms>, ...); --expect-violation inverts the exit code for free-running negative
+// controls (the ones CI relies on are in control.mjs). --min-grants/--min-kills/
+// --min-limit-changes set a work floor: the chaos goes on past --seconds, up to --max-seconds
+// (default 4 x --seconds), until the run did that much; a run that did not get there exits 3.
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { DEFAULT_INTERNAL, PACKAGE_ROOT, runStress } from './driver.mjs'
 
-const USAGE = 'usage: npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME] [--stop-timeout MS] [--keep] [--json] [--expect-violation]'
+const USAGE =
+  'usage: npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME] [--min-grants N] [--min-kills N] [--min-limit-changes N] [--max-seconds S] [--stop-timeout MS] [--keep] [--json] [--expect-violation]'
 
 export function parseArgs(argv) {
   const o = {}
   const flags = { keep: false, json: false, expectViolation: false }
-  const ints = { '--procs': 'procs', '--seconds': 'seconds', '--limit': 'limit', '--keys': 'keys', '--seed': 'seed', '--stop-timeout': 'stopTimeoutMs' }
+  const ints = { '--procs': 'procs', '--seconds': 'seconds', '--limit': 'limit', '--keys': 'keys', '--seed': 'seed', '--stop-timeout': 'stopTimeoutMs', '--max-seconds': 'maxSeconds' }
+  const floors = { '--min-grants': 'grants', '--min-kills': 'kills', '--min-limit-changes': 'limitChanges' }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
-    if (a in ints) {
+    if (a in ints || a in floors) {
       const v = Number(argv[++i])
-      const min = a === '--seed' || a === '--seconds' ? 0 : 1
+      const min = a === '--seed' || a === '--seconds' || a in floors ? 0 : 1
       if (!Number.isSafeInteger(v) || v < min || (a === '--seed' && v > 0xffffffff)) throw new Error(`${a} needs an integer >= ${min}`)
-      o[ints[a]] = v
+      if (a in floors) o.minWork = { ...o.minWork, [floors[a]]: v }
+      else o[ints[a]] = v
     } else if (a === '--fault') {
       const v = argv[++i]
       if (!v || !/^[A-Za-z]+(=\d+)?$/.test(v)) throw new Error('--fault needs a name (noGate, reclaimOnSuspicion, reclaimAfterMs=<ms>, ...)')
@@ -65,6 +73,15 @@ export function formatSummary(res) {
       `  leftovers: before final sweep ${l.beforeSweep.slotRecords} records of killed holders, ${l.beforeSweep.tmpFiles} tmp, ${l.beforeSweep.other} other; after sweep ${l.afterSweep.entries.length}`,
     )
   }
+  if (s.work?.minWork) {
+    const m = s.work.minWork
+    lines.push(
+      `  work floor ${m.grants ?? 0} grants, ${m.kills ?? 0} kills, ${m.limitChanges ?? 0} limit changes: ${s.work.done ? 'reached' : 'NOT REACHED (the run proves little; inconclusive)'}`,
+    )
+  }
+  if (s.rallies?.opened > 0) {
+    lines.push(`  rallies (forced interleavings): ${s.rallies.opened} opened, ${s.rallies.scanMet} met inside a claim, ${s.rallies.met} met holding`)
+  }
   lines.push(`  stop: ${s.stop.survivors} workers finished their loop, slowest ${s.stop.maxExitAfterStopMs} ms after the stop signal, ${s.stop.hung} hung (limit ${s.stop.stopTimeoutMs} ms)`)
   const vc = Object.entries(s.violationCounts)
   lines.push(vc.length === 0 ? '  violations: none' : `  VIOLATIONS: ${vc.map(([k, n]) => `${k}=${n}`).join(', ')}`)
@@ -88,7 +105,9 @@ async function main() {
   if (newest > fs.statSync(DEFAULT_INTERNAL).mtimeMs) {
     console.error('warning: lib/ has changed since dist/ was built; the run exercises the built code (npm run build)')
   }
+  if (o.minWork && o.maxSeconds === undefined) o.maxSeconds = 4 * (o.seconds ?? 30)
   const res = await runStress({ ...o, log: (m) => console.error(m) })
+  const inconclusive = res.ok && res.summary.work?.done === false
   if (flags.json) {
     console.log(JSON.stringify({ ok: res.ok, seed: res.seed, command: res.command, summary: res.summary, violations: res.violations, runDir: res.runDir }, null, 2))
   }
@@ -99,6 +118,9 @@ async function main() {
     }
     console.log(`FAILED: seed ${res.seed}; reproduce the schedule with: ${res.command}`)
     console.log(`logs kept in ${res.runDir}`)
+  } else if (inconclusive) {
+    console.log(`INCONCLUSIVE: seed ${res.seed}; the run did not reach its work floor; reproduce with: ${res.command}`)
+    console.log(`logs kept in ${res.runDir}`)
   } else if (!flags.keep) {
     fs.rmSync(res.runDir, { recursive: true, force: true })
   } else {
@@ -108,7 +130,7 @@ async function main() {
     console.log(res.ok ? 'negative control NOT caught: the checker saw no violation' : 'negative control caught, as expected')
     return res.ok ? 1 : 0
   }
-  return res.ok ? 0 : 1
+  return res.ok ? (inconclusive ? 3 : 0) : 1
 }
 
 function newestSource(dir) {

@@ -7,6 +7,7 @@
 //   reld  {t, key, ok}                     written after release returns
 //   busy  {t, key, mode, waitedMs}         lease_busy (waitMs elapsed) or try-mode null
 //   err   {t, phase, key, code, message}   anything else: the checker counts it as a violation
+//   rally {t, seq, phase, n, met}          a forced interleaving (below): who joined, whether it met
 // Time is process.hrtime.bigint() (CLOCK_MONOTONIC on Linux, shared by all processes) in µs.
 //
 // Usage (spawned by driver.mjs): node worker.mjs '<json config>'
@@ -45,12 +46,75 @@ function sleepSync(ms) {
 // published) and stalls there, so the driver can SIGKILL a worker that is provably mid-claim.
 let trapArmed = false
 let trapSeq = -1
+// The rally: a forced interleaving for negative controls. The driver opens a rally (control file
+// `rally`: seq, at, size, opener) and every worker takes part in it once. A member that holds
+// stays in the rally until `size` members hold at once (or the rally closes, or rallyWaitMs
+// passes). A member's marker exists only while the member is in its wait - written after its
+// grant was logged, removed before it goes on towards release - so a member that sees `size`
+// markers saw `size` leases held at that moment, each with its grant logged before and its
+// release logged after. `size` is the limit plus one: only a broken engine lets a rally meet.
+// With `at: 'afterScan'` the members first meet inside the claim (after the count, before the
+// record is written): the window a gate keeps to one process at a time.
+let rally = null // the rally this claim takes part in: { seq, at, size, opener }
+let rallyJoined = -1 // the last rally seq this worker took part in
+let rallyScanMet = false
+const rallyDir = (seq) => join(cfg.runDir, `rally-${seq}`)
+
+function rallyEntries(seq) {
+  try {
+    return fs.readdirSync(rallyDir(seq))
+  } catch (err) {
+    if (err.code === 'ENOENT') return null
+    throw err
+  }
+}
+
+function touch(seq, name) {
+  try {
+    fs.writeFileSync(join(rallyDir(seq), name), '')
+  } catch (err) {
+    if (err.code !== 'ENOENT') throw err
+  }
+}
+
+/**
+ * Takes part in one phase of the open rally and waits, bounded, until `size` members are in it.
+ * A hold-phase member leaves (removes its marker) whatever the outcome; a scan-phase member that
+ * met keeps its marker, so its partner sees the meeting too.
+ */
+function rallyMeet(phase) {
+  const seq = rally.seq
+  const closed = `closed-${phase}`
+  const mine = `${phase}-${cfg.id}`
+  const before = rallyEntries(seq)
+  if (before === null || before.includes(closed)) return false
+  touch(seq, mine)
+  const deadline = performance.now() + cfg.rallyWaitMs
+  for (;;) {
+    const names = rallyEntries(seq) ?? []
+    const n = names.filter((x) => x.startsWith(`${phase}-`)).length
+    const met = n >= rally.size
+    if (met || names.includes(closed) || performance.now() >= deadline) {
+      emit({ ev: 'rally', t: now(), seq, phase, n, met })
+      if (!met || phase === 'hold') fs.rmSync(join(rallyDir(seq), mine), { force: true })
+      if (phase === 'hold' || !met) touch(seq, closed)
+      return met
+    }
+    sleepSync(2)
+  }
+}
+
 const faults = {
   beforePublish() {
     if (!trapArmed) return
     trapArmed = false
     fs.writeSync(1, `trap ${cfg.id} ${trapSeq}\n`)
     sleepSync(cfg.trapStallMs)
+  },
+  afterScan() {
+    if (rally === null || rally.at !== 'afterScan' || rallyJoined === rally.seq) return
+    rallyJoined = rally.seq
+    rallyScanMet = rallyMeet('scan')
   },
 }
 if (cfg.fault) {
@@ -89,6 +153,17 @@ function holdMs() {
   return r.range(200, 600)
 }
 
+/**
+ * Whether this holder joins the rally's hold phase: always after meeting inside the claim; for a
+ * rally of holders, an `opener: 'hidden'` rally is opened only by a holder that only the kernel
+ * witness vouches for (the one an engine that reclaims on suspicion takes the slot of).
+ */
+function rallyMayHold() {
+  if (rally.at === 'afterScan') return rallyScanMet
+  if (rally.opener !== 'hidden' || hidden) return true
+  return (rallyEntries(rally.seq) ?? []).some((x) => x.startsWith('hold-'))
+}
+
 emit({ ev: 'start', t: now(), pid: process.pid, hidden })
 let stopping = false
 process.on('SIGTERM', () => {
@@ -104,6 +179,9 @@ for (let cycle = 0; ; cycle++) {
     trapSeq = armed
     trapArmed = true
   }
+  // A claim joins the open rally unless this worker already took part in it.
+  rally = ctl.rally && ctl.rally.seq !== rallyJoined ? ctl.rally : null
+  rallyScanMet = false
   const key = r.pick(cfg.keys)
   const limit = ctl.limits[key]
   const mode = r.chance(0.2) ? 'try' : 'wait'
@@ -130,6 +208,11 @@ for (let cycle = 0; ; cycle++) {
   }
   const tg = now()
   emit({ ev: 'grant', t: tg, key, slot: lease.slot, fence: lease.fence, waitedMs: (tg - t0) / 1000, waited: busyAnswers > 0 })
+  if (rally !== null && rallyMayHold()) {
+    rallyJoined = rally.seq
+    rallyMeet('hold')
+  }
+  rally = null
   await delay(holdMs())
   if (r.chance(0.05)) {
     // Inspecting while holding exercises the read path under chaos; it must never throw.

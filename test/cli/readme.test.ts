@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { transformSync } from 'esbuild'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, inject, it } from 'vitest'
 import { DIST_INDEX, Proc, ROOT, finish } from './harness.js'
 
 afterAll(finish)
@@ -38,12 +38,14 @@ const PROMISES: Array<[string, string[]]> = [
   ['async function publish', ['late job: someone else is publishing', 'job 1: upload failed, rolled back', 'job 2: published', '<p>by job 2, fence ']],
   ["key: 'singleton'", ['1 winner, 4 stood down']],
   ['function write(fence, value)', ['rejected stale write "from A"', 'from B']],
+  ['const store = postgresStore(', ['calling the vendor API with fence']],
   ['const me = capturePidInfo(process.pid)', ['{ match: true }', "reason: 'starttime_differs'", '0 invalid_pid not_a_pid', 'alive', 'dead', 'foreign']],
 ]
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
 const all = examples(readme)
 const distUrl = pathToFileURL(DIST_INDEX).href
+const postgresUrl = pathToFileURL(DIST_INDEX.replace(/index\.js$/, 'postgres.js')).href
 
 describe('README examples', () => {
   it('has the examples this test knows about', () => {
@@ -59,11 +61,12 @@ describe('README examples', () => {
   it.each(all.map((e) => [e.line, e] as const))('example at README.md line %i runs', async (_line, example) => {
     const dir = mkdtempSync(join(tmpdir(), 'proclease-readme-'))
     try {
-      let code = example.code.replaceAll("from 'proclease'", `from '${distUrl}'`)
+      let code = example.code.replaceAll("from 'proclease'", `from '${distUrl}'`).replaceAll("from 'proclease/postgres'", `from '${postgresUrl}'`)
       if (example.lang === 'ts') code = transformSync(code, { loader: 'ts', format: 'esm', target: 'node20' }).code
       const file = join(dir, 'example.mjs')
       writeFileSync(file, code)
-      const env = { ...process.env, XDG_RUNTIME_DIR: dir }
+      // The PostgreSQL example runs against the test server (vitest's globalSetup starts it).
+      const env = { ...process.env, XDG_RUNTIME_DIR: dir, DATABASE_URL: inject('pgConnectionString') }
       const r = await new Proc(process.execPath, [file], { env, cwd: dir }).closed
       expect(r.stderr).toBe('')
       expect(r.code).toBe(0)

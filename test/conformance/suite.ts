@@ -417,16 +417,21 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
     describe('S7 lease.signal', () => {
       const KEY = 'signal-key'
 
-      it('aborts (lost) when the store finds the hold gone, never on our own release', async () => {
+      it('aborts (lost) when the store finds the hold gone, never on our own release; held() says so at once', async () => {
         const { spec, store } = await setup()
         const kept = await acquireLease({ key: KEY, limit: 2, store })
         const lost = await acquireLease({ key: KEY, limit: 2, store })
+        expect([kept.held(), lost.held()]).toEqual([true, true])
         await target.evict(spec, KEY, lost.slot)
+        // held() asks now, before any event could have announced the loss.
+        expect(lost.held()).toBe(false)
+        expect(kept.held()).toBe(true)
         expect(await lost.release()).toBe(false)
         expect(lost.signal.aborted).toBe(true)
         expect(LOST_REASONS).toContain(lost.signal.reason)
         expect(kept.signal.aborted).toBe(false)
         expect(await kept.release()).toBe(true)
+        expect(kept.held()).toBe(false)
         expect(kept.signal.aborted).toBe(false)
       })
     })

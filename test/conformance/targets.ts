@@ -58,9 +58,6 @@ export function fileTarget(opts: { kernelWitness: boolean }): StoreTarget<FileSt
     outage: { none: 'a local directory has no outage to switch on' },
     secrets: (spec, key) => [spec.root, keyDirName(key), keyDirName(key).slice(-32)],
     capabilities: { releaseSync: true, handOff: true, listKeys: true, pauseMidClaim: true, stoppedHolderKept: true },
-    knownDefects: {
-      closedStoreStillAnswers: 'FileStore checks for close() only in claim and watch; inspect, sweep and listKeys still answer (S10)',
-    },
   }
 }
 

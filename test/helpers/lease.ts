@@ -35,7 +35,7 @@ export function leaseLib(): Promise<string> {
       format: 'cjs',
       target: 'node20',
       outfile,
-      external: ['node-gyp-build'],
+      external: ['node-gyp-build', 'pg'],
       define: { __dirname: JSON.stringify(join(REPO, 'lib')) },
       logLevel: 'error',
     })
@@ -191,8 +191,12 @@ export async function cleanup(): Promise<void> {
     }
   }
   strayPids.clear()
-  await Promise.all([...liveChildren].map((c) => c.kill()))
-  for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+  try {
+    await Promise.all([...liveChildren].map((c) => c.kill()))
+  } finally {
+    // Even when a child cannot be reaped (it failed to spawn), nothing is left in the temp dir.
+    for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+  }
 }
 
 /** A command-driven lease holder (fixtures/agent.mjs). */

@@ -94,6 +94,19 @@ describe('lock root safety', () => {
     expect(await codeOf({ key: KEY, limit: 1, lockRoot: root })).toBe('lock_root_unsafe')
   })
 
+  it.runIf(process.getuid?.() === 0)('says what happened and what to do when another user pre-created the root (issue 8)', async () => {
+    // The default root in a shared temp directory can be created first by anyone.
+    const { root } = freshRoot()
+    fs.mkdirSync(root, { mode: 0o700 })
+    fs.chownSync(root, 65534, 65534)
+    const err = await acquireLease({ key: KEY, limit: 1, lockRoot: root }).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'lock_root_unsafe' })
+    const msg = (err as Error).message
+    expect(msg).toContain('owned by uid 65534')
+    expect(msg).toContain('another user created it')
+    expect(msg).toMatch(/lockRoot.*--root.*XDG_RUNTIME_DIR/)
+  })
+
   it.runIf(process.platform === 'linux')('reports a root that cannot be created as lock_root_unwritable', async () => {
     // procfs answers mkdir with ENOENT (a naive recursive mkdir loops forever on it), sysfs with EPERM.
     expect(await codeOf({ key: KEY, limit: 1, lockRoot: '/proc/proclease-test/root' })).toBe('lock_root_unwritable')

@@ -368,7 +368,8 @@ export class FileStore implements LeaseStore {
       const handle: FileHandle = { dir, fd: rfd, dev: st.dev, ino: st.ino, record, released: false, lost }
       rfd = null
       this.holds.add(handle)
-      return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, signal: lost.signal, handle }
+      const held = (): boolean => !handle.released && this.ownership(handle, record.slot) === 'own'
+      return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, signal: lost.signal, held, handle }
     } catch (err) {
       if (wfd !== null) fs.closeSync(wfd)
       if (rfd !== null) fs.closeSync(rfd)
@@ -407,9 +408,9 @@ export class FileStore implements LeaseStore {
    * Whether the slot path still names the hold's own file. The inode is proof enough: our open
    * descriptor keeps it from being reused, so whatever bytes it holds now, it is ours.
    */
-  private ownership(h: FileHandle, hold: Hold): 'own' | 'record_removed' | 'record_replaced' {
+  private ownership(h: FileHandle, slot: number): 'own' | 'record_removed' | 'record_replaced' {
     try {
-      return sameFile(fs.lstatSync(join(h.dir, `slot-${hold.slot}`)), h) ? 'own' : 'record_replaced'
+      return sameFile(fs.lstatSync(join(h.dir, `slot-${slot}`)), h) ? 'own' : 'record_replaced'
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return 'record_removed'
       throw err
@@ -417,7 +418,7 @@ export class FileStore implements LeaseStore {
   }
 
   private releaseLocked(h: FileHandle, hold: Hold): boolean {
-    if (this.ownership(h, hold) !== 'own') return false
+    if (this.ownership(h, hold.slot) !== 'own') return false
     try {
       fs.unlinkSync(join(h.dir, `slot-${hold.slot}`))
     } catch (err) {
@@ -469,7 +470,7 @@ export class FileStore implements LeaseStore {
     const h = handleOf(hold)
     if (h.released) return false
     const out = await this.waitGate(hold.key, keyDirName(hold.key), undefined, false, () => {
-      if (this.ownership(h, hold) !== 'own') return false
+      if (this.ownership(h, hold.slot) !== 'own') return false
       const path = join(h.dir, `slot-${hold.slot}`)
       const fd = fs.openSync(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK)
       try {
@@ -496,7 +497,7 @@ export class FileStore implements LeaseStore {
     const h = handleOf(hold)
     if (h.released) return { outcome: 'lost', cause: 'record_removed' }
     const out = await this.waitGate(hold.key, keyDirName(hold.key), wait, false, (): HandBack => {
-      const owned = this.ownership(h, hold)
+      const owned = this.ownership(h, hold.slot)
       if (owned !== 'own') {
         this.finishRelease(h, true)
         return { outcome: 'lost', cause: owned }
@@ -559,6 +560,7 @@ export class FileStore implements LeaseStore {
 
   /** Inspection by directory name, for key directories whose key file is missing. */
   async inspectDir(label: string, dirName: string, verbose: boolean, wait?: GateWait): Promise<KeyStatus> {
+    this.checkOpen()
     const out = await this.waitGate(label, dirName, wait, false, (dir) => {
       const { judged, stray } = this.scan(dir, verbose)
       return this.status(label, judged, stray, verbose)
@@ -567,6 +569,7 @@ export class FileStore implements LeaseStore {
   }
 
   async sweep(key: string, dryRun: boolean, verbose: boolean, wait?: GateWait): Promise<SweepReport> {
+    this.checkOpen()
     const out = await this.waitGate(key, keyDirName(key), wait, !dryRun, (dir) => {
       const { judged, temps, stray } = this.scan(dir, verbose)
       const reclaimed: SweepReport['reclaimed'] = []
@@ -643,6 +646,7 @@ export class FileStore implements LeaseStore {
 
   /** Every key directory under the root, by key where its key file says which, else by name. */
   listKeyEntries(): KeyEntry[] {
+    this.checkOpen()
     const root = this.rootInfo('existing')
     if (root === null) return []
     let names: string[]
@@ -685,7 +689,7 @@ export class FileStore implements LeaseStore {
     if (this.closed) return
     this.closed = true
     for (const h of [...this.holds]) {
-      const hold: Hold = { key: h.record.key, slot: h.record.slot, token: h.record.token, fence: h.record.fence, signal: h.lost.signal, handle: h }
+      const hold: Hold = { key: h.record.key, slot: h.record.slot, token: h.record.token, fence: h.record.fence, signal: h.lost.signal, held: () => !h.released, handle: h }
       await this.release(hold)
     }
   }

@@ -1,0 +1,39 @@
+// Types for control.mjs (the harness is plain JavaScript so it runs without a build step).
+import type { CheckResult, StressRun } from './check.mjs'
+export type ControlName = 'noGate' | 'reclaimOnSuspicion' | 'overAdmit'
+export type Verdict = 'caught' | 'missed' | 'inconclusive'
+export interface ControlAttempt {
+  seed: number
+  command: string
+  caught: boolean
+  rallies: { opened: number; scanMet: number; met: number }
+  violationCounts: Record<string, number>
+  runDir: string
+  kept?: boolean
+  result: CheckResult & { runDir: string; command: string; seed: number }
+}
+export interface ControlOutcome {
+  name: ControlName
+  engine: 'broken' | 'intact'
+  verdict: Verdict
+  attempts: ControlAttempt[]
+}
+export const NEGATIVE_CONTROLS: Record<ControlName, { fault: string; limit: number; rally: { at: 'afterScan' | 'holding'; size: number; opener?: 'hidden' } }>
+export const EXPECTED_KIND: string
+export const CONTROL_WEIGHTS: Record<string, number>
+export function controlCommand(name: ControlName, seed: number, o: { procs: number; seconds: number; engine?: string }): string
+export function runNegativeControl(
+  name: ControlName,
+  options?: {
+    seed?: number
+    procs?: number
+    seconds?: number
+    attempts?: number
+    engine?: 'broken' | 'intact'
+    rallyWaitMs?: number
+    log?: (message: string) => void
+    onAttempt?: (attempt: ControlAttempt) => void
+    check?: (run: StressRun) => CheckResult
+  },
+): Promise<ControlOutcome>
+export function formatControl(out: ControlOutcome): string
