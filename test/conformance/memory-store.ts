@@ -34,6 +34,8 @@ export interface MemoryFaults {
   overAdmit?: number
   /** Count only holds whose slot is below the limit. */
   countByIndex?: boolean
+  /** Release removes whatever holds the slot. */
+  releaseIgnoresToken?: boolean
 }
 
 export interface MemorySeams {
@@ -206,9 +208,11 @@ export class MemoryStore implements LeaseStore {
     if (h.released) return false
     h.released = true
     this.mine.delete(h)
-    const holds = this.world.keys.get(hold.key)
+    const holds = this.world.holds(hold.key)
     // Token-checked: the slot may hold another's record by now.
-    if (holds?.get(hold.slot)?.token !== hold.token) {
+    const current = holds.get(hold.slot)
+    if (current?.token !== hold.token) {
+      if (current !== undefined && this.faults.releaseIgnoresToken === true) holds.delete(hold.slot)
       h.stored.lost.abort('lost' satisfies LostReason)
       return false
     }

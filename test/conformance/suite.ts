@@ -13,7 +13,7 @@ import type { LeaseStore, LostReason } from '../../lib/lease/store.js'
 import { hostIdentity } from '../../lib/probes.js'
 import { type Interval, JsonChild, type Msg, cleanup, leaseLib, peakConcurrency, removeLeaseLib, testSignal } from '../helpers/lease.js'
 import type { Holder } from './holders.js'
-import type { Fault, StoreTarget } from './target.js'
+import type { Fault, Peek, StoreTarget } from './target.js'
 
 const LOST_REASONS: readonly LostReason[] = ['expired', 'connection_lost', 'lost']
 
@@ -394,24 +394,52 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         expect((await target.peek(spec, KEY)).holds).toBe(0)
       })
 
+      /**
+       * Our hold is removed behind our back and the slot re-granted to another; then we release.
+       * Returns what release said and the holds left in storage (the other's, if the check holds).
+       */
+      async function releaseAfterRegrant(how: 'release' | 'releaseSync', fault: Fault | null): Promise<{ ok: boolean; left: Peek; fence: number }> {
+        const { spec, holder } = await setup()
+        const store = open(fault ? target.faulty(spec, fault) : spec)
+        const mine = await acquireLease({ key: KEY, limit: 1, store })
+        expect(mine.slot).toBe(0)
+        await target.evict(spec, KEY, 0)
+        const other = await holder()
+        const g = granted(await other.acquire({ key: KEY, limit: 1 }))
+        expect(g.slot).toBe(0)
+        const ok = how === 'release' ? await mine.release() : mine.releaseSync()
+        return { ok, left: await target.peek(spec, KEY), fence: g.fence }
+      }
+
       for (const how of ['release', 'releaseSync'] as const) {
         gated(how === 'release' || caps.releaseSync, `${how}() of a hold removed behind our back is false, and the slot re-granted to another stays intact`, 'it has no releaseSync', async () => {
-          const { spec, store, holder } = await setup()
-          const mine = await acquireLease({ key: KEY, limit: 1, store })
-          expect(mine.slot).toBe(0)
-          await target.evict(spec, KEY, 0)
-          const other = await holder()
-          const g = granted(await other.acquire({ key: KEY, limit: 1 }))
-          expect(g.slot).toBe(0)
-
-          expect(how === 'release' ? await mine.release() : mine.releaseSync()).toBe(false)
-          expect(await target.peek(spec, KEY)).toEqual({ holds: 1, fences: [g.fence] })
-          const st = await inspectLeases({ key: KEY, store, verbose: true })
-          expect(st.holders).toEqual([expect.objectContaining({ slot: 0, state: 'alive', pid: other.pid, fence: g.fence })])
-          expect(await mine.release()).toBe(false)
-          expect(await other.release()).toBe(true)
+          const { ok, left, fence } = await releaseAfterRegrant(how, null)
+          expect(ok).toBe(false)
+          expect(left).toEqual({ holds: 1, fences: [fence] })
         })
       }
+      gated(
+        target.optionalFaults.includes('releaseIgnoresToken'),
+        'faulty twin (releaseIgnoresToken): the same check catches a release that removes another\'s hold',
+        'it has no releaseIgnoresToken seam',
+        async () => {
+          const { left } = await releaseAfterRegrant('release', 'releaseIgnoresToken')
+          expect(left.holds).toBe(0)
+        },
+      )
+
+      it('a re-granted slot answers to its new holder: inspection names it, its release is true', async () => {
+        const { spec, store, holder } = await setup()
+        const mine = await acquireLease({ key: KEY, limit: 1, store })
+        await target.evict(spec, KEY, mine.slot)
+        const other = await holder()
+        const g = granted(await other.acquire({ key: KEY, limit: 1 }))
+        expect(await mine.release()).toBe(false)
+        const st = await inspectLeases({ key: KEY, store, verbose: true })
+        expect(st.holders).toEqual([expect.objectContaining({ slot: 0, state: 'alive', pid: other.pid, fence: g.fence })])
+        expect(await mine.release()).toBe(false)
+        expect(await other.release()).toBe(true)
+      })
     })
 
     describe('S7 lease.signal', () => {

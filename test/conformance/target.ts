@@ -15,6 +15,11 @@ export type Fault =
   | 'noGate'
   /** Counts only holds below the limit, forgetting those above a lowered one (lesson 4). */
   | 'countByIndex'
+  /** Release removes whatever holds the slot, not only its own hold (optional: see optionalFaults). */
+  | 'releaseIgnoresToken'
+
+/** Faults a store may lack a seam for; every store offers the others. */
+export type OptionalFault = Extract<Fault, 'releaseIgnoresToken'>
 
 /** What is in storage for a key, read directly (no engine, no judgement). */
 export interface Peek {
@@ -48,8 +53,10 @@ export interface StoreTarget<S extends object> {
   peek(spec: S, key: string): Promise<Peek>
   /** Removes the hold in `slot` behind its holder's back (an operator, a cleaner, an expiry). */
   evict(spec: S, key: string, slot: number): Promise<void>
-  /** The same store, broken in one rule. */
+  /** The same store, broken in one rule (an optional fault only when listed in optionalFaults). */
   faulty(spec: S, fault: Fault): S
+  /** The optional faults this store has a seam for; their twins are skipped, with the reason, otherwise. */
+  optionalFaults: readonly OptionalFault[]
   /** False only for the in-memory reference store: its holders are simulated in this process. */
   crossProcess: boolean
   /** Holders of this store: processes opening the spec, or simulated ones. */

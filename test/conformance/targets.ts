@@ -49,7 +49,11 @@ export function fileTarget(opts: { kernelWitness: boolean }): StoreTarget<FileSt
     async evict(spec, key, slot) {
       fs.unlinkSync(join(spec.root, keyDirName(key), `slot-${slot}`))
     },
-    faulty: (spec, fault) => ({ ...spec, faults: faultsFor(fault) }),
+    faulty(spec, fault) {
+      if (fault === 'releaseIgnoresToken') throw new Error('the file store has no releaseIgnoresToken seam')
+      return { ...spec, faults: faultsFor(fault) }
+    },
+    optionalFaults: [],
     crossProcess: true,
     holders: (spec) => processHolders(spec),
     // A holder in another pid namespace: its pid cannot be probed from here. With the kernel
@@ -105,6 +109,7 @@ export const memoryTarget: StoreTarget<MemorySpec> = {
     entry(spec).world.evict(key, slot)
   },
   faulty: (spec, fault) => ({ ...spec, faults: faultsFor(fault) }),
+  optionalFaults: ['releaseIgnoresToken'],
   crossProcess: false,
   holders(spec) {
     const e = entry(spec)
