@@ -1,9 +1,93 @@
 // Internal entry point (dist/internal.js) for the CLI, tests and the chaos harness: the engine's
 // building blocks, including the FileStore constructor whose test-only `faults` parameter the
 // public API cannot reach. Not part of the public API; no stability promise.
+import { LeaseError } from './errors.js'
+import { FileStore, type FileStoreFaults } from './lease/file/index.js'
+import type { LeaseStore } from './lease/store.js'
+import { hostIdentity } from './probes.js'
+
 export { FileStore } from './lease/file/index.js'
 export type { FileStoreFaults, FileStoreOptions } from './lease/file/index.js'
 export { acquireWith, leaseInternals, selfHolder } from './lease/engine.js'
 export { normalizeOptions } from './lease/options.js'
 export { storeFor } from './lease/api.js'
 export { judge } from './lease/witness.js'
+
+/** The faults a spec may ask for: plain data, so a child process can be given the same broken store. */
+export type SpecFaults = Pick<FileStoreFaults, 'noGate' | 'reclaimOnSuspicion' | 'overAdmit' | 'countByIndex'>
+
+/** A file store under a lock root. */
+export interface FileStoreSpec {
+  kind: 'file'
+  root: string
+  allowUnsafeFilesystem?: boolean
+  /**
+   * false: judge holders by identity alone, as on a filesystem whose kernel locks are not trusted.
+   * Done by judging with the boot-id sentinel, so the kernel witness (which speaks only for the
+   * same running kernel, §3.3) never applies, whatever the filesystem: the only way to reach that
+   * judgement on a local directory without a FileStore option for it.
+   */
+  kernelWitness?: boolean
+  faults?: SpecFaults
+}
+
+/**
+ * A store described as plain JSON: the conformance suite hands the same spec to child processes
+ * (test/lease/fixtures/agent.mjs), which open the same store with it. One member per backend,
+ * told apart by `kind`; the PostgreSQL store adds
+ * `{ kind: 'postgres'; connectionString; schema; ttlMs; witness }` here and a case in openStore.
+ */
+export type StoreSpec = FileStoreSpec
+
+/** Test seams that are functions, so they cannot travel in a spec: pauses inside a claim. */
+export interface StoreSeams {
+  /** Inside a claim, after judging and counting, before anything is written (under the gate). */
+  afterScan?: () => void
+  /** Inside a claim, after the record is written under a temporary name, before it is published. */
+  beforePublish?: () => void
+}
+
+const FAULT_NAMES = ['noGate', 'reclaimOnSuspicion', 'overAdmit', 'countByIndex'] as const
+
+function invalidSpec(why: string): LeaseError {
+  return new LeaseError('invalid_argument', `store spec: ${why}`)
+}
+
+function checkFaults(faults: unknown): SpecFaults {
+  if (faults === undefined) return {}
+  if (faults === null || typeof faults !== 'object') throw invalidSpec('faults must be an object')
+  for (const name of Object.keys(faults)) {
+    if (!(FAULT_NAMES as readonly string[]).includes(name)) throw invalidSpec(`unknown fault ${JSON.stringify(name)}`)
+  }
+  const f = faults as SpecFaults
+  for (const name of ['noGate', 'reclaimOnSuspicion', 'countByIndex'] as const) {
+    if (f[name] !== undefined && typeof f[name] !== 'boolean') throw invalidSpec(`faults.${name} must be a boolean`)
+  }
+  if (f.overAdmit !== undefined && !(Number.isSafeInteger(f.overAdmit) && f.overAdmit >= 0)) throw invalidSpec('faults.overAdmit must be an integer >= 0')
+  return f
+}
+
+function openFileStore(spec: FileStoreSpec, seams: StoreSeams): FileStore {
+  if (typeof spec.root !== 'string' || spec.root.length === 0) throw invalidSpec('root must be a non-empty path')
+  if (spec.allowUnsafeFilesystem !== undefined && typeof spec.allowUnsafeFilesystem !== 'boolean') throw invalidSpec('allowUnsafeFilesystem must be a boolean')
+  if (spec.kernelWitness !== undefined && typeof spec.kernelWitness !== 'boolean') throw invalidSpec('kernelWitness must be a boolean')
+  const faults: FileStoreFaults = { ...checkFaults(spec.faults), ...seams }
+  const opts = { root: spec.root, allowUnsafeFilesystem: spec.allowUnsafeFilesystem === true, faults }
+  if (spec.kernelWitness !== false) return new FileStore(opts)
+  const host = hostIdentity()
+  return new FileStore({ ...opts, classify: { host: { ...host, bootId: `unknown-${host.hostname}` } } })
+}
+
+/** Opens the store a spec describes. Each call opens a new store; close it when done. */
+export function openStore(spec: StoreSpec, seams: StoreSeams = {}): LeaseStore {
+  if (spec === null || typeof spec !== 'object') throw invalidSpec('must be an object')
+  const kind = (spec as { kind?: unknown }).kind
+  switch (spec.kind) {
+    case 'file':
+      return openFileStore(spec, seams)
+    default: {
+      const unknown: never = spec.kind
+      throw invalidSpec(`unknown kind ${JSON.stringify(unknown ?? kind)}`)
+    }
+  }
+}

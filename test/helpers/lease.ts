@@ -230,6 +230,27 @@ export async function holdIn(c: JsonChild, opts: AcquireCmd, extra: { mode?: 'wa
   return m
 }
 
+export interface StoreAcquireCmd {
+  key: string
+  limit: number
+  waitMs?: number
+  metadata?: Record<string, string | number | boolean>
+}
+
+/**
+ * Acquire in an agent on the store a JSON spec describes (the agent opens it with openStore, once
+ * per spec): how the conformance suite drives any store from child processes. `holder`: identity
+ * fields recorded instead of the agent's own.
+ */
+export function acquireInStore(
+  c: JsonChild,
+  spec: object,
+  opts: StoreAcquireCmd,
+  extra: { mode?: 'wait' | 'try'; holder?: Record<string, unknown> } = {},
+): Promise<Msg> {
+  return c.call({ op: 'acquire', spec, opts, mode: extra.mode ?? 'wait', ...(extra.holder ? { holder: extra.holder } : {}) })
+}
+
 /** Polls a condition with a generous upper bound (for kernel state such as "stopped" or "gone"). */
 export async function until(what: string, cond: () => boolean, maxMs = 20_000): Promise<void> {
   const end = performance.now() + maxMs

@@ -1,5 +1,6 @@
-// Lock root safety (I9), argument validation and typed errors (I6), no identity leaks (I7), the
-// lease lifecycle helpers, and what the engine does with files it did not write.
+// Lock root safety (I9), the file store's own arguments, the lease lifecycle helpers, and what the
+// engine does with files it did not write. Argument validation over any store, busy errors without
+// identity (I7), deadlines and aborts are checked for every store in test/conformance/suite.ts.
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
@@ -152,26 +153,14 @@ describe('lock root safety', () => {
   })
 })
 
-describe('invalid arguments', () => {
+describe('invalid arguments with a lock root', () => {
+  // Argument checks over any store are in test/conformance/suite.ts; here, that the file store's
+  // own options are checked before its root is created.
   const bad: Array<[string, Record<string, unknown>]> = [
     ['empty key', { key: '' }],
-    ['257-char key', { key: 'k'.repeat(257) }],
-    ['non-string key', { key: 42 }],
-    ['missing key', { key: undefined }],
-    ['lone high surrogate', { key: 'a\uD800b' }],
-    ['lone low surrogate', { key: '\uDC00' }],
     ['limit 0', { limit: 0 }],
-    ['limit 1.5', { limit: 1.5 }],
-    ['limit -1', { limit: -1 }],
-    ['limit NaN', { limit: Number.NaN }],
-    ['limit Infinity', { limit: Number.POSITIVE_INFINITY }],
-    ["limit '2'", { limit: '2' }],
-    ['waitMs -1', { waitMs: -1 }],
-    ['waitMs NaN', { waitMs: Number.NaN }],
-    ["waitMs 'x'", { waitMs: 'x' }],
     ['empty lockRoot', { lockRoot: '' }],
-    ['non-object metadata', { metadata: 'x' }],
-    ['signal not an AbortSignal', { signal: {} }],
+    ["allowUnsafeFilesystem 'yes'", { allowUnsafeFilesystem: 'yes' }],
   ]
   it.each(bad)('%s -> invalid_argument, before touching the disk', async (_name, over) => {
     const { root } = freshRoot()
@@ -180,99 +169,6 @@ describe('invalid arguments', () => {
     expect((await leaseError(tryAcquireLease(opts))).code).toBe('invalid_argument')
     expect((await leaseError(withLease(opts, () => 1))).code).toBe('invalid_argument')
     expect(fs.existsSync(root)).toBe(false)
-  })
-
-  it('rejects invalid keys in inspectLeases, and non-object options', async () => {
-    const { root } = freshRoot()
-    expect((await leaseError(inspectLeases({ key: '', lockRoot: root }))).code).toBe('invalid_argument')
-    expect((await leaseError(acquireLease(null as unknown as LeaseOptions))).code).toBe('invalid_argument')
-  })
-
-  it('accepts the edge values: a 256-char key, astral characters, limit 1, waitMs 0 and Infinity', async () => {
-    const { root: r } = freshRoot()
-    for (const opts of [
-      { key: 'k'.repeat(256), limit: 1 },
-      { key: 'emoji \u{1F600} key', limit: 1, waitMs: 0 },
-      { key: 'inf', limit: Number.MAX_SAFE_INTEGER, waitMs: Number.POSITIVE_INFINITY },
-    ]) {
-      const lease = await acquireLease({ ...opts, lockRoot: r })
-      expect(await lease.release()).toBe(true)
-    }
-  })
-})
-
-describe('busy, deadlines and aborts', () => {
-  it('lease_busy carries counts only: no pid, host, key, key hash or path', async () => {
-    const { root } = freshRoot()
-    const key = 'secret-key-Zq7'
-    const holder = await agent()
-    await holdIn(holder, { key, limit: 1, lockRoot: root })
-    for (const p of [acquireLease({ key, limit: 1, lockRoot: root, waitMs: 0 }), acquireLease({ key, limit: 1, lockRoot: root, waitMs: 30 })]) {
-      const err = await leaseError(p)
-      expect(err.code).toBe('lease_busy')
-      expect(err.name).toBe('LeaseError')
-      expect(err.capacity).toEqual({ active: 1, limit: 1 })
-      expect(Object.keys(err).sort()).toEqual(['capacity', 'code', 'name'])
-      expect(err.cause).toBeUndefined()
-      const own = Object.fromEntries(Object.getOwnPropertyNames(err).filter((k) => k !== 'stack').map((k) => [k, (err as unknown as Record<string, unknown>)[k]]))
-      const text = [JSON.stringify(own), err.message, String(err), JSON.stringify(err), String(err.cause ?? '')].join('\n')
-      const host = hostIdentity()
-      const secrets = [key, keyDirName(key), keyDirName(key).slice(-32), root, host.hostname, host.bootId, host.machineId ?? '']
-      // (A hostname of a few letters could occur in any English message: too short to tell.)
-      for (const secret of secrets.filter((x) => x.length >= 4)) expect(text).not.toContain(secret)
-      expect(text).not.toMatch(new RegExp(`\\b${holder.pid}\\b`))
-      expect(text).not.toMatch(new RegExp(`\\b${process.pid}\\b`))
-    }
-  })
-
-  it('default inspect is counts and states only', async () => {
-    const { root } = freshRoot()
-    const holder = await agent()
-    await holdIn(holder, { key: KEY, limit: 2, lockRoot: root, metadata: { job: 'secret-job' } })
-    const st = await inspectLeases({ key: KEY, lockRoot: root })
-    expect(st).toEqual({ key: KEY, active: 1, limit: 2, holders: [{ slot: 0, state: 'alive' }] })
-    const verbose = await inspectLeases({ key: KEY, lockRoot: root, verbose: true })
-    expect(verbose.holders[0]).toMatchObject({ pid: holder.pid, metadata: { job: 'secret-job' } })
-  })
-
-  it('honours waitMs on a full key with lease_busy', async () => {
-    const { root } = freshRoot()
-    const holder = await agent()
-    await holdIn(holder, { key: KEY, limit: 1, lockRoot: root })
-    expect(await codeOf({ key: KEY, limit: 1, lockRoot: root, waitMs: 300 })).toBe('lease_busy')
-  })
-
-  it('aborts a waiting acquire with code aborted and name AbortError', async () => {
-    const { root } = freshRoot()
-    const holder = await agent()
-    await holdIn(holder, { key: KEY, limit: 1, lockRoot: root })
-    const ac = new AbortController()
-    let onWaiting!: () => void
-    const waiting = new Promise<void>((r) => {
-      onWaiting = r
-    })
-    const p = acquireWith(new FileStore({ root }), normalizeOptions({ key: KEY, limit: 1, lockRoot: root, signal: ac.signal }), 'wait', {
-      onBusy: () => onWaiting(),
-    })
-    await waiting
-    ac.abort(new Error('stop'))
-    const err = await leaseError(p)
-    expect(err.code).toBe('aborted')
-    expect(err.name).toBe('AbortError')
-    // The public API too.
-    const ac2 = new AbortController()
-    const p2 = acquireLease({ key: KEY, limit: 1, lockRoot: root, signal: ac2.signal })
-    setImmediate(() => ac2.abort())
-    expect((await leaseError(p2)).code).toBe('aborted')
-  })
-
-  it('rejects a pre-aborted signal at once, even when a slot is free', async () => {
-    const { root } = freshRoot()
-    const signal = AbortSignal.abort()
-    const err = await leaseError(acquireLease({ key: KEY, limit: 1, lockRoot: root, signal }))
-    expect(err).toMatchObject({ code: 'aborted', name: 'AbortError' })
-    expect((await leaseError(tryAcquireLease({ key: KEY, limit: 1, lockRoot: root, signal }))).code).toBe('aborted')
-    expect((await inspectLeases({ key: KEY, lockRoot: root })).active).toBe(0)
   })
 })
 

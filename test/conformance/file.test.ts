@@ -1,0 +1,5 @@
+// S1–S10 for the file store with both witnesses (kernel lock + identity).
+import { describeStore } from './suite.js'
+import { fileTarget } from './targets.js'
+
+describeStore(fileTarget({ kernelWitness: true }))
