@@ -4,7 +4,7 @@
       "target_name": "proclease",
       "sources": ["native/binding.cc", "native/procargs.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2"],
       "conditions": [
         ["OS=='linux'", { "sources": ["native/linux.cc", "native/lock_posix.cc"] }],

@@ -1,6 +1,13 @@
 // Node-API glue: argument checks, plain result objects, error codes. All platform work lives
 // behind platform.h; results come back as { code, reason, errno } instead of exceptions so
 // the TypeScript layer owns the error types.
+//
+// Teardown: worker.terminate() can stop an environment while a call is inside the addon. From
+// then on every napi call fails, and node-addon-api, built without C++ exceptions, reports each
+// failure through Error::ThrowAsJavaScriptException, whose napi_throw cannot succeed either and
+// so aborted the whole process. binding.gyp defines NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS, the
+// documented answer: a throw that fails only because the environment is stopping is dropped (the
+// result of such a call is discarded anyway). Exceptions in a live environment still throw.
 #include <napi.h>
 #include <unistd.h>
 #include <uv.h>
@@ -216,10 +223,16 @@ class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
     napi_value global;
     napi_value result;
     if (fn != nullptr && napi_get_global(env, &global) == napi_ok &&
-        napi_make_callback(env, nullptr, global, fn, 0, nullptr, &result) == napi_pending_exception) {
+        napi_make_callback(env, nullptr, global, fn, 0, nullptr, &result) != napi_ok) {
       // The callback threw: hand it to the process's uncaught-exception handling, never drop it.
+      // A stopping environment (worker.terminate) also fails the call, with nothing pending and
+      // nothing to report: napi_fatal_exception of an empty value would abort the process.
+      bool pending = false;
       napi_value err;
-      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+      if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+          napi_get_and_clear_last_exception(env, &err) == napi_ok) {
+        napi_fatal_exception(env, err);
+      }
     }
     napi_close_handle_scope(env, scope);
   }
