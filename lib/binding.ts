@@ -26,7 +26,10 @@ export interface NativeBinding {
   /** 0 or an errno; never blocks. */
   lockExclusiveNB(fd: number): number
   unlock(fd: number): number
+  /** The macOS KERN_PROCARGS2 parser (platform-neutral, for tests): argv[0], or null. */
   parseProcargs2(buf: Buffer): string | null
+  /** Whether a KERN_PROCARGS2 answer of `returned` bytes from a `capacity`-byte buffer may be truncated. */
+  procargs2Truncated(returned: number, capacity: number): boolean
   /** Calls back once when the process exits; throws (with .errno) when it cannot be watched. */
   ExitWatch: new (pid: number, onExit: () => void) => { close(): void }
 }

@@ -110,6 +110,19 @@ Napi::Value ParseProcargs2(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, out);
 }
 
+Napi::Value Procargs2Truncated(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  // Sizes that are not plain non-negative integers are no answer to trust.
+  for (size_t k = 0; k < 2; k++) {
+    if (info.Length() <= k || !info[k].IsNumber()) return Napi::Boolean::New(env, true);
+    double v = info[k].As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(v) || v != std::floor(v) || v < 0 || v > 9007199254740991.0) return Napi::Boolean::New(env, true);
+  }
+  size_t returned = (size_t)info[0].As<Napi::Number>().DoubleValue();
+  size_t capacity = (size_t)info[1].As<Napi::Number>().DoubleValue();
+  return Napi::Boolean::New(env, pl_procargs2_truncated(returned, capacity) != 0);
+}
+
 // Calls back once when a process exits, through the event loop (a uv_poll on the descriptor from
 // pl_exit_handle_open). The engine uses it only to wake a waiter early; proof still comes from
 // a fresh judgement under the gate.
@@ -260,6 +273,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("lockExclusiveNB", Napi::Function::New(env, LockExclusiveNB));
   exports.Set("unlock", Napi::Function::New(env, Unlock));
   exports.Set("parseProcargs2", Napi::Function::New(env, ParseProcargs2));
+  exports.Set("procargs2Truncated", Napi::Function::New(env, Procargs2Truncated));
   return exports;
 }
 

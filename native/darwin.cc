@@ -55,10 +55,11 @@ void read_argv0(long long pid, pl_proc* out) {
   if (sysctl(mib_max, 2, &argmax, &sz, NULL, 0) != 0 || argmax <= 0) return;
   unsigned char* buf = (unsigned char*)malloc((size_t)argmax);
   if (buf == NULL) return;
-  // The buffer must hold the whole area: a short one gets the tail and loses the layout.
+  // The buffer must hold the whole area: a short one gets the tail and loses the layout, and
+  // the kernel says so only by filling it (pl_procargs2_truncated).
   size_t len = (size_t)argmax;
   int mib[3] = {CTL_KERN, KERN_PROCARGS2, (int)pid};
-  if (sysctl(mib, 3, buf, &len, NULL, 0) == 0) {
+  if (sysctl(mib, 3, buf, &len, NULL, 0) == 0 && !pl_procargs2_truncated(len, (size_t)argmax)) {
     out->has_argv0 = pl_parse_procargs2(buf, len, out->argv0, sizeof out->argv0);
   }
   free(buf);

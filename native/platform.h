@@ -58,6 +58,9 @@ int pl_exit_handle_open(long long pid);
 // Platform-neutral parser of the macOS KERN_PROCARGS2 buffer: copies argv[0] into out and
 // returns 1, or returns 0 when the buffer holds no usable argv[0].
 int pl_parse_procargs2(const unsigned char* buf, size_t len, char* out, size_t cap);
+// Whether a KERN_PROCARGS2 answer of `returned` bytes, asked with a buffer of `capacity` bytes,
+// may be only the tail of the arguments area (1), so that it must not be parsed.
+int pl_procargs2_truncated(size_t returned, size_t capacity);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@ export function unsupportedBinding(): NativeBinding {
     lockExclusiveNB: () => ENOTSUP,
     unlock: () => ENOTSUP,
     parseProcargs2: () => null,
+    procargs2Truncated: () => true,
     // pl_exit_handle_open returns -ENOTSUP, so the constructor throws with .errno.
     ExitWatch: class {
       constructor() {
