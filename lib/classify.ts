@@ -21,6 +21,23 @@ export interface ClassifyContext {
 }
 
 /**
+ * Whether the record was written on the judge's machine. The machine id (macOS hardware UUID,
+ * Linux /etc/machine-id) decides when both sides have one: a Mac's hostname is rewritten by
+ * configd on network changes, so after a reboot a record under the old name would otherwise be
+ * foreign forever. The hostname decides only when a machine id is missing. Containers of one
+ * host that share a machine id are then one host, which is right: they share the kernel, its
+ * boot id and (rule 3) are told apart by pid namespace.
+ */
+function sameHost(record: HolderRecord, host: HostIdentity): boolean {
+  if (isKnownId(record.machineId) && isKnownId(host.machineId)) return record.machineId === host.machineId
+  return record.hostname === host.hostname
+}
+
+function isKnownId(id: unknown): id is string {
+  return typeof id === 'string' && id.length > 0
+}
+
+/**
  * Classifies a holder. `dead` only on proof; `unverifiable` and `foreign` holders keep their
  * slot. Never throws for a malformed record: what cannot be judged is not dead.
  */
@@ -31,8 +48,7 @@ export function classifyHolder(record: HolderRecord, ctx: ClassifyContext = {}):
   const capture = ctx.capture ?? capturePidInfo
 
   // 1. Another host: nothing here can speak for its processes.
-  if (record.hostname !== host.hostname) return 'foreign'
-  if (record.machineId && host.machineId && record.machineId !== host.machineId) return 'foreign'
+  if (!sameHost(record, host)) return 'foreign'
 
   // 2. Same host, another boot: every process of that boot is gone. Sentinels prove nothing.
   const bootKnown = !isUnknownBootId(record.bootId) && !isUnknownBootId(host.bootId)
