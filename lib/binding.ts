@@ -9,6 +9,8 @@ export interface NativeFailure {
   errno: number
 }
 
+export type NativeIdentity = { ok: true; pid: number; starttime: string; state?: string; threads?: number } | NativeFailure
+
 export type NativeCapture =
   | { ok: true; pid: number; starttime: string; argv0: string | null; state?: string; threads?: number }
   | NativeFailure
@@ -18,6 +20,8 @@ export type NativeId = { ok: true; value: string } | NativeFailure
 /** The shape of the compiled addon (native/binding.cc). */
 export interface NativeBinding {
   capture(pid: number): NativeCapture
+  /** capture() without argv0: no read of the argument area (Linux cmdline, macOS KERN_PROCARGS2). */
+  captureIdentity(pid: number): NativeIdentity
   bootId(): NativeId
   machineId(): NativeId
   pidNamespace(): NativeId

@@ -1,5 +1,5 @@
 import { ProbeError } from './errors.js'
-import { type HostIdentity, type PidInfo, capturePidInfo, hostIdentity, isUnknownBootId } from './probes.js'
+import { type HostIdentity, type ProcessIdentity, captureIdentity, hostIdentity, isUnknownBootId } from './probes.js'
 
 export type HolderState = 'alive' | 'dead' | 'unverifiable' | 'foreign'
 
@@ -16,7 +16,8 @@ export interface HolderRecord {
 
 /** Seams: the probe and the judge's own identity, injectable for tests. */
 export interface ClassifyContext {
-  capture?: (pid: number) => PidInfo
+  /** Default: a capture without argv0, which is never evidence (a capturePidInfo fits too). */
+  capture?: (pid: number) => ProcessIdentity
   host?: HostIdentity
 }
 
@@ -45,7 +46,7 @@ export function classifyHolder(record: HolderRecord, ctx: ClassifyContext = {}):
   // Not a record at all (a corrupt file parsed to null, a number...): nothing to judge.
   if (record === null || typeof record !== 'object') return 'unverifiable'
   const host = ctx.host ?? hostIdentity()
-  const capture = ctx.capture ?? capturePidInfo
+  const capture = ctx.capture ?? captureIdentity
 
   // 1. Another host: nothing here can speak for its processes.
   if (!sameHost(record, host)) return 'foreign'
@@ -60,7 +61,7 @@ export function classifyHolder(record: HolderRecord, ctx: ClassifyContext = {}):
   }
 
   // 4. Ask the kernel.
-  let now: PidInfo
+  let now: ProcessIdentity
   try {
     now = capture(record.pid)
   } catch (err) {

@@ -42,7 +42,7 @@ Napi::Object Value(Napi::Env env, const char* value) {
   return o;
 }
 
-Napi::Value Capture(const Napi::CallbackInfo& info) {
+Napi::Value CaptureWith(const Napi::CallbackInfo& info, pl_status (*probe)(long long, pl_proc*)) {
   Napi::Env env = info.Env();
   double pid = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
   // Reject before any syscall: 0 and -1 are process groups to kill().
@@ -50,17 +50,24 @@ Napi::Value Capture(const Napi::CallbackInfo& info) {
     return Failure(env, pl_status{PL_INVALID_PID, "not_a_pid", 0});
   }
   pl_proc proc;
-  pl_status st = pl_capture((long long)pid, &proc);
+  pl_status st = probe((long long)pid, &proc);
   if (st.code != PL_OK) return Failure(env, st);
   Napi::Object o = Napi::Object::New(env);
   o.Set("ok", true);
   o.Set("pid", pid);
   o.Set("starttime", proc.starttime);
-  o.Set("argv0", proc.has_argv0 ? Napi::Value(Napi::String::New(env, proc.argv0)) : env.Null());
+  if (probe == pl_capture) {
+    o.Set("argv0", proc.has_argv0 ? Napi::Value(Napi::String::New(env, proc.argv0)) : env.Null());
+  }
   if (proc.state[0] != '\0') o.Set("state", proc.state);
   if (proc.threads >= 0) o.Set("threads", proc.threads);
   return o;
 }
+
+Napi::Value Capture(const Napi::CallbackInfo& info) { return CaptureWith(info, pl_capture); }
+// For judging a holder: the same without argv0, which is never evidence and costs a read of the
+// argument area on every call.
+Napi::Value CaptureIdentity(const Napi::CallbackInfo& info) { return CaptureWith(info, pl_capture_identity); }
 
 Napi::Value IdResult(Napi::Env env, pl_status (*read)(char*, size_t)) {
   char buf[PL_ID_MAX];
@@ -265,6 +272,7 @@ class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ExitWatch", ExitWatch::Define(env));
   exports.Set("capture", Napi::Function::New(env, Capture));
+  exports.Set("captureIdentity", Napi::Function::New(env, CaptureIdentity));
   exports.Set("bootId", Napi::Function::New(env, BootId));
   exports.Set("machineId", Napi::Function::New(env, MachineId));
   exports.Set("pidNamespace", Napi::Function::New(env, PidNamespace));

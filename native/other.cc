@@ -13,6 +13,7 @@ extern "C" pl_status pl_capture(long long, pl_proc* out) {
   out->threads = -1;
   return unsupported();
 }
+extern "C" pl_status pl_capture_identity(long long pid, pl_proc* out) { return pl_capture(pid, out); }
 extern "C" pl_status pl_boot_id(char*, size_t) { return unsupported(); }
 extern "C" pl_status pl_machine_id(char*, size_t) { return unsupported(); }
 extern "C" pl_status pl_pid_namespace(char*, size_t) { return unsupported(); }

@@ -35,6 +35,9 @@ typedef struct {
 
 // Identity of one process. Validates the pid range itself.
 pl_status pl_capture(long long pid, pl_proc* out);
+// The same without argv0 (has_argv0 stays 0): all a judge needs, without reading the argument
+// area (Linux cmdline; macOS a kern.argmax-sized KERN_PROCARGS2 copy).
+pl_status pl_capture_identity(long long pid, pl_proc* out);
 // The kernel's boot session id, lower-case UUID.
 pl_status pl_boot_id(char* out, size_t cap);
 // Stable machine id (Linux /etc/machine-id, macOS hardware UUID); PL_CAPTURE_ERROR if none.

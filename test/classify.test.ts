@@ -191,6 +191,38 @@ describe('classification table (seams)', () => {
   })
 })
 
+describe('the default probe', () => {
+  it('is captureIdentity: judging never reads argv0 (issue 12, item 5)', async () => {
+    const calls: string[] = []
+    vi.resetModules()
+    vi.doMock('../lib/probes.js', async (importOriginal) => {
+      const real = await importOriginal<typeof import('../lib/probes.js')>()
+      return {
+        ...real,
+        capturePidInfo: (pid: number) => {
+          calls.push('capturePidInfo')
+          return real.capturePidInfo(pid)
+        },
+        captureIdentity: (pid: number) => {
+          calls.push('captureIdentity')
+          return real.captureIdentity(pid)
+        },
+      }
+    })
+    try {
+      const fresh = await import('../lib/classify.js')
+      const probes = await import('../lib/probes.js')
+      const rec = { ...probes.captureIdentity(process.pid), argv0: null, ...probes.hostIdentity() }
+      calls.length = 0
+      expect(fresh.classifyHolder(rec)).toBe('alive')
+      expect(calls).toEqual(['captureIdentity'])
+    } finally {
+      vi.doUnmock('../lib/probes.js')
+      vi.resetModules()
+    }
+  })
+})
+
 describe('records with invalid pids are dead (lesson 8), through the real probe', () => {
   it.each([
     ['0', 0],

@@ -8,6 +8,7 @@ export function unsupportedBinding(): NativeBinding {
   const ENOTSUP = 95
   return {
     capture: () => ({ ...unsupported }),
+    captureIdentity: () => ({ ...unsupported }),
     bootId: () => ({ ...unsupported }),
     machineId: () => ({ ...unsupported }),
     pidNamespace: () => ({ ...unsupported }),
