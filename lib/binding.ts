@@ -15,6 +15,9 @@ export type NativeCapture =
   | { ok: true; pid: number; starttime: string; argv0: string | null; state?: string; threads?: number }
   | NativeFailure
 
+/** statfs f_fstypename and f_flags of a path's filesystem (macOS only; elsewhere unsupported_platform). */
+export type NativeFsInfo = { ok: true; typeName: string; flags: number } | NativeFailure
+
 export type NativeId = { ok: true; value: string } | NativeFailure
 
 /** The shape of the compiled addon (native/binding.cc). */
@@ -34,6 +37,8 @@ export interface NativeBinding {
   parseProcargs2(buf: Buffer): string | null
   /** Whether a KERN_PROCARGS2 answer of `returned` bytes from a `capacity`-byte buffer may be truncated. */
   procargs2Truncated(returned: number, capacity: number): boolean
+  /** The filesystem holding `path`, as macOS names it; a failure carries the statfs errno. */
+  fsInfo(path: string): NativeFsInfo
   /** Calls back once when the process exits; throws (with .errno) when it cannot be watched. */
   ExitWatch: new (pid: number, onExit: () => void) => { close(): void }
 }

@@ -8,11 +8,13 @@
 // so aborted the whole process. binding.gyp defines NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS, the
 // documented answer: a throw that fails only because the environment is stopping is dropped (the
 // result of such a call is discarded anyway). Exceptions in a live environment still throw.
+#include <errno.h>
 #include <napi.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cmath>
+#include <string>
 
 #include "platform.h"
 
@@ -128,6 +130,27 @@ Napi::Value Procargs2Truncated(const Napi::CallbackInfo& info) {
   size_t returned = (size_t)info[0].As<Napi::Number>().DoubleValue();
   size_t capacity = (size_t)info[1].As<Napi::Number>().DoubleValue();
   return Napi::Boolean::New(env, pl_procargs2_truncated(returned, capacity) != 0);
+}
+
+// fsInfo(path): { ok, typeName, flags } of the filesystem holding path (macOS), or a failure
+// with the errno so the caller can raise it as fs would.
+Napi::Value FsInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return Failure(env, pl_status{PL_CAPTURE_ERROR, "not_a_path", EINVAL});
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  // An embedded NUL would silently name another path.
+  if (path.empty() || path.find('\0') != std::string::npos) {
+    return Failure(env, pl_status{PL_CAPTURE_ERROR, "not_a_path", EINVAL});
+  }
+  pl_fs fs;
+  pl_status st = pl_fs_info(path.c_str(), &fs);
+  if (st.code != PL_OK) return Failure(env, st);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", true);
+  o.Set("typeName", fs.type_name);
+  // f_flags is 32 bits wide on macOS: exact as a double.
+  o.Set("flags", (double)fs.flags);
+  return o;
 }
 
 // Calls back once when a process exits, through the event loop (a uv_poll on the descriptor from
@@ -282,6 +305,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unlock", Napi::Function::New(env, Unlock));
   exports.Set("parseProcargs2", Napi::Function::New(env, ParseProcargs2));
   exports.Set("procargs2Truncated", Napi::Function::New(env, Procargs2Truncated));
+  exports.Set("fsInfo", Napi::Function::New(env, FsInfo));
   return exports;
 }
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/event.h>
+#include <sys/mount.h>
+#include <sys/param.h>
 #include <sys/sysctl.h>
 #include <sys/types.h>
 #include <time.h>
@@ -169,4 +171,22 @@ extern "C" int pl_exit_handle_open(long long pid) {
     return -e;
   }
   return kq;  // readable once the exit event is queued
+}
+
+// statfs(2) with 64-bit inodes (the default since 10.6): f_fstypename is the name the filesystem
+// registered (vfs_name: "apfs", "nfs", "smbfs", "macfuse", ...), f_flags the mount flags, of
+// which MNT_LOCAL (bsd/sys/mount.h) says the data is stored locally.
+extern "C" pl_status pl_fs_info(const char* path, pl_fs* out) {
+  memset(out, 0, sizeof *out);
+  struct statfs sf;
+  for (;;) {
+    if (statfs(path, &sf) == 0) break;
+    if (errno != EINTR) return fail(PL_CAPTURE_ERROR, "statfs_failed", errno);
+  }
+  size_t n = strnlen(sf.f_fstypename, sizeof sf.f_fstypename);
+  if (n >= sizeof out->type_name) n = sizeof out->type_name - 1;
+  memcpy(out->type_name, sf.f_fstypename, n);
+  out->type_name[n] = '\0';
+  out->flags = (unsigned long long)sf.f_flags;
+  return ok();
 }

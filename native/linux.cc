@@ -277,3 +277,9 @@ extern "C" int pl_exit_handle_open(long long pid) {
   long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);  // pidfds are always close-on-exec
   return fd < 0 ? -errno : (int)fd;
 }
+
+// Linux lock roots are judged by statfs f_type (fs.statfsSync), which needs no addon.
+extern "C" pl_status pl_fs_info(const char*, pl_fs* out) {
+  memset(out, 0, sizeof *out);
+  return fail(PL_CAPTURE_ERROR, "unsupported_platform", 0);
+}

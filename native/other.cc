@@ -20,3 +20,4 @@ extern "C" pl_status pl_pid_namespace(char*, size_t) { return unsupported(); }
 extern "C" int pl_lock_exclusive_nb(int) { return ENOTSUP; }
 extern "C" int pl_unlock(int) { return ENOTSUP; }
 extern "C" int pl_exit_handle_open(long long) { return -ENOTSUP; }
+extern "C" pl_status pl_fs_info(const char*, pl_fs*) { return unsupported(); }

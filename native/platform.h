@@ -49,6 +49,15 @@ long long pl_pid_max(void);
 // Name of the platform implementation that was compiled in.
 const char* pl_platform(void);
 
+typedef struct {
+  char type_name[32];        // statfs f_fstypename, NUL-terminated ("apfs", "nfs", "smbfs", ...)
+  unsigned long long flags;  // statfs f_flags (MNT_LOCAL, ...)
+} pl_fs;
+
+// The filesystem a path is on, as macOS names it (statfs f_fstypename and f_flags). Only macOS
+// implements it: Linux callers use statfs f_type, which Node already exposes.
+pl_status pl_fs_info(const char* path, pl_fs* out);
+
 // Non-blocking exclusive advisory lock on an open file (flock semantics: bound to the open file
 // description, dropped by the kernel when the last descriptor to it closes). 0 or an errno.
 int pl_lock_exclusive_nb(int fd);

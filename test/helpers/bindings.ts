@@ -18,6 +18,7 @@ export function unsupportedBinding(): NativeBinding {
     unlock: () => ENOTSUP,
     parseProcargs2: () => null,
     procargs2Truncated: () => true,
+    fsInfo: () => ({ ...unsupported }),
     // pl_exit_handle_open returns -ENOTSUP, so the constructor throws with .errno.
     ExitWatch: class {
       constructor() {
