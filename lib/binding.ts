@@ -39,6 +39,17 @@ export interface NativeBinding {
   procargs2Truncated(returned: number, capacity: number): boolean
   /** The filesystem holding `path`, as macOS names it; a failure carries the statfs errno. */
   fsInfo(path: string): NativeFsInfo
+  /**
+   * Puts a handler that records who sent `signo` in front of the current (Node's) handler, which
+   * it chains to. 0, or ESRCH (no handler to chain to), ENOTSUP (origins cannot be told here).
+   */
+  signalOriginInstall(signo: number): number
+  /** Deliveries of `signo` since the process started, by origin; null for a bad signal number. */
+  signalOriginCounts(signo: number): { kernel: number; process: number; other: number } | null
+  /** getpgid(pid) (0: this process), or -errno. */
+  processGroup(pid: number): number
+  /** getsid(pid) (0: this process), or -errno. */
+  session(pid: number): number
   /** Calls back once when the process exits; throws (with .errno) when it cannot be watched. */
   ExitWatch: new (pid: number, onExit: () => void) => { close(): void }
 }

@@ -153,6 +153,44 @@ Napi::Value FsInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// A signal number argument, or 0 when it is not one.
+int SignalArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) return 0;
+  double sig = info[0].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(sig) || sig != std::floor(sig) || sig < 1 || sig > 64) return 0;
+  return (int)sig;
+}
+
+// signalOriginInstall(signo): 0 or an errno (see pl_sigorigin_install).
+Napi::Value SignalOriginInstall(const Napi::CallbackInfo& info) {
+  int sig = SignalArg(info);
+  return Napi::Number::New(info.Env(), sig == 0 ? EINVAL : pl_sigorigin_install(sig));
+}
+
+// signalOriginCounts(signo): { kernel, process, other }, or null for a bad signal number.
+Napi::Value SignalOriginCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sig = SignalArg(info);
+  pl_sigorigin c;
+  if (sig == 0 || pl_sigorigin_counts(sig, &c) != 0) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("kernel", (double)c.kernel);
+  o.Set("process", (double)c.process);
+  o.Set("other", (double)c.other);
+  return o;
+}
+
+// processGroup(pid) / session(pid): getpgid / getsid (0: this process), or -errno.
+Napi::Value PidQuery(const Napi::CallbackInfo& info, long long (*query)(long long)) {
+  double pid = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!std::isfinite(pid) || pid != std::floor(pid) || pid < 0 || pid > 2147483647.0) {
+    return Napi::Number::New(info.Env(), -EINVAL);
+  }
+  return Napi::Number::New(info.Env(), (double)query((long long)pid));
+}
+Napi::Value ProcessGroup(const Napi::CallbackInfo& info) { return PidQuery(info, pl_process_group); }
+Napi::Value Session(const Napi::CallbackInfo& info) { return PidQuery(info, pl_session); }
+
 // Calls back once when a process exits, through the event loop (a uv_poll on the descriptor from
 // pl_exit_handle_open). The engine uses it only to wake a waiter early; proof still comes from
 // a fresh judgement under the gate.
@@ -306,6 +344,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("parseProcargs2", Napi::Function::New(env, ParseProcargs2));
   exports.Set("procargs2Truncated", Napi::Function::New(env, Procargs2Truncated));
   exports.Set("fsInfo", Napi::Function::New(env, FsInfo));
+  exports.Set("signalOriginInstall", Napi::Function::New(env, SignalOriginInstall));
+  exports.Set("signalOriginCounts", Napi::Function::New(env, SignalOriginCounts));
+  exports.Set("processGroup", Napi::Function::New(env, ProcessGroup));
+  exports.Set("session", Napi::Function::New(env, Session));
   return exports;
 }
 

@@ -67,6 +67,23 @@ int pl_unlock(int fd);
 // EVFILT_PROC/NOTE_EXIT), or -errno. Only a wake-up hint: it never proves anything by itself.
 int pl_exit_handle_open(long long pid);
 
+// Deliveries of one signal counted by origin since the process started (signal_origin_posix.cc).
+typedef struct {
+  unsigned long kernel;   // sent by the kernel (Linux SI_KERNEL): a terminal's keys, a hangup
+  unsigned long process;  // sent by a process: kill(2), sigqueue(3), tgkill(2)
+  unsigned long other;    // anything else, or any signal where the origin is not recorded
+} pl_sigorigin;
+
+// Puts the origin-recording handler in front of the current handler of sig, chaining to it.
+// 0, or ESRCH when sig has no handler to chain to, ENOTSUP where origins cannot be told apart
+// (macOS), EINVAL for a signal out of range.
+int pl_sigorigin_install(int sig);
+// The counters of sig; 0 or EINVAL.
+int pl_sigorigin_counts(int sig, pl_sigorigin* out);
+// getpgid(pid) / getsid(pid) (0: this process), or -errno.
+long long pl_process_group(long long pid);
+long long pl_session(long long pid);
+
 // Platform-neutral parser of the macOS KERN_PROCARGS2 buffer: copies argv[0] into out and
 // returns 1, or returns 0 when the buffer holds no usable argv[0].
 int pl_parse_procargs2(const unsigned char* buf, size_t len, char* out, size_t cap);

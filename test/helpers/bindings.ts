@@ -19,6 +19,10 @@ export function unsupportedBinding(): NativeBinding {
     parseProcargs2: () => null,
     procargs2Truncated: () => true,
     fsInfo: () => ({ ...unsupported }),
+    signalOriginInstall: () => ENOTSUP,
+    signalOriginCounts: () => ({ kernel: 0, process: 0, other: 0 }),
+    processGroup: () => -ENOTSUP,
+    session: () => -ENOTSUP,
     // pl_exit_handle_open returns -ENOTSUP, so the constructor throws with .errno.
     ExitWatch: class {
       constructor() {
