@@ -23,12 +23,19 @@ afterAll(() => {
 // arm exit watches on it. Exit 0 only if every round ended with every worker terminated.
 const CHILD = String.raw`
 const { Worker } = require('node:worker_threads')
-const [dist, lockRoot, rounds] = process.argv.slice(1)
+const [dist, lockRoot, rounds, pkg] = process.argv.slice(1)
 const lib = require(dist)
+const loader = require.resolve('node-gyp-build', { paths: [pkg] })
 
 const prelude = 'const { parentPort, workerData } = require("node:worker_threads");' +
   'const lib = require(workerData.dist); parentPort.postMessage("ready");'
 const bodies = {
+  // Every other entry point of the addon, straight through the binding.
+  every: 'const b = require(workerData.loader)(workerData.pkg); const buf = Buffer.alloc(64);' +
+    'const fd = require("fs").openSync(workerData.lockRoot, "r"); for (;;) {' +
+    ' b.bootId(); b.machineId(); b.pidNamespace(); b.pidMax(); b.platform(); b.captureIdentity(process.pid);' +
+    ' b.lockExclusiveNB(fd); b.unlock(fd); b.parseProcargs2(buf); b.procargs2Truncated(1, 2); b.fsInfo(workerData.lockRoot);' +
+    ' b.signalOriginCounts(2); b.processGroup(0); b.session(0); b.capture(-1); b.fsInfo(""); b.ExitWatch.length }',
   capture: 'for (;;) lib.capturePidInfo(process.pid)',
   identity: 'for (;;) { lib.hostIdentity(); lib.verifyPidInfo(lib.capturePidInfo(process.pid)) }',
   lease: '(async () => { for (let i = 0; ; i++) {' +
@@ -38,7 +45,7 @@ const bodies = {
 }
 
 function start(kind, delay, early) {
-  const w = new Worker(prelude + bodies[kind], { eval: true, workerData: { dist, lockRoot } })
+  const w = new Worker(prelude + bodies[kind], { eval: true, workerData: { dist, lockRoot, loader, pkg } })
   return new Promise((res, rej) => {
     w.once('error', rej)
     const stop = () => w.terminate().then(res, rej)
@@ -54,6 +61,7 @@ function start(kind, delay, early) {
     const ends = []
     for (let i = 0; i < 8; i++) ends.push(start(i % 2 ? 'capture' : 'identity', i % 4, false))
     ends.push(start('lease', r % 4, false), start('wait', r % 3, false), start('capture', 0, true))
+    ends.push(start('every', r % 4, false), start('every', (r + 2) % 4, false))
     await Promise.all(ends)
   }
   await held.release()
@@ -67,7 +75,7 @@ function start(kind, delay, early) {
 
 function runChild(rounds: number): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    execFile(process.execPath, ['-e', CHILD, dist, root, String(rounds)], { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['-e', CHILD, dist, root, String(rounds), packageRoot], { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       const e = err as (Error & { code?: number | string; signal?: string }) | null
       res({
         code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
@@ -88,13 +96,15 @@ const { spawn } = require('node:child_process')
 const [pkg] = process.argv.slice(1)
 const loader = require.resolve('node-gyp-build', { paths: [pkg] })
 
+// The interval keeps each worker alive until it is terminated (a watch alone never does), and
+// globalThis.w keeps each watch from being collected (which closes it).
 const prelude = 'const { parentPort, workerData } = require("node:worker_threads");' +
-  'const b = require(workerData.loader)(workerData.pkg);'
+  'setInterval(() => {}, 1 << 30); const b = require(workerData.loader)(workerData.pkg);'
 const steps = {
-  armed: 'new b.ExitWatch(workerData.pid, () => {}); parentPort.postMessage("armed")',
-  fired: 'new b.ExitWatch(workerData.pid, () => parentPort.postMessage("fired")); parentPort.postMessage("armed")',
+  armed: 'globalThis.w = new b.ExitWatch(workerData.pid, () => {}); parentPort.postMessage("armed")',
+  fired: 'globalThis.w = new b.ExitWatch(workerData.pid, () => parentPort.postMessage("fired")); parentPort.postMessage("armed")',
   closing: 'const w = new b.ExitWatch(workerData.pid, () => {}); w.close(); parentPort.postMessage("armed")',
-  throwing: 'new b.ExitWatch(workerData.pid, () => { throw new Error("from the exit callback") }); parentPort.postMessage("armed")',
+  throwing: 'globalThis.w = new b.ExitWatch(workerData.pid, () => { throw new Error("from the exit callback") }); parentPort.postMessage("armed")',
   refused: 'parentPort.postMessage("armed"); for (;;) { try { new b.ExitWatch(2147483647, () => {}) } catch {} }',
   churn: 'parentPort.postMessage("armed"); for (;;) new b.ExitWatch(workerData.pid, () => {}).close()',
 }
@@ -158,7 +168,7 @@ describe('terminating workers inside the addon', () => {
     expect(r.stdout.trim()).toBe('done')
   })
 
-  it('never aborts the process (capture, identity, leases, exit watches)', async () => {
+  it('never aborts the process (capture, identity, leases, exit watches, every entry point)', async () => {
     const r = await runChild(10)
     expect({ code: r.code, signal: r.signal, stderr: r.stderr.split('\n').slice(0, 3).join('\n') }).toEqual({
       code: 0,
