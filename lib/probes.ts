@@ -152,9 +152,10 @@ export function createProbes(load: BindingLoad, hostname: () => string = osHostn
       return { match: false, reason: 'invalid_record' }
     }
     if (typeof starttime !== 'string') return { match: false, reason: 'invalid_record' }
-    let now: PidInfo
+    let now: ProcessIdentity
     try {
-      now = capturePidInfo(pid as number)
+      // Only the start time decides: argv0 is not read.
+      now = captureIdentity(pid as number)
     } catch (err) {
       return { match: false, reason: err instanceof ProbeError ? err.code : 'capture_error' }
     }

@@ -198,13 +198,16 @@ describe('captureIdentity (capturePidInfo without argv0)', () => {
     }
   })
 
-  it('reaches only the argv0-free entry point of the binding', () => {
+  it('reaches only the argv0-free entry point of the binding (and so does verifyPidInfo)', () => {
     if (!defaultBinding.binding) throw defaultBinding.error
     const { binding, calls } = countingBinding(defaultBinding.binding)
     const probes = createProbes({ binding, error: null })
     probes.captureIdentity(process.pid)
     probes.captureIdentity(process.pid)
     expect(calls.captureIdentity).toBe(2)
+    // verifyPidInfo needs the start time only, too.
+    expect(probes.verifyPidInfo({ ...capturePidInfo(process.pid) })).toEqual({ match: true })
+    expect(calls.captureIdentity).toBe(3)
     expect(calls.capture).toBeUndefined()
   })
 })
