@@ -106,6 +106,8 @@ async function main() {
     const methods = {
       'addon capturePidInfo': () => timeLoop(pkg.capturePidInfo, pids, ITER),
       'addon raw binding': () => timeLoop((pid) => raw.capture(pid).ok, pids, ITER),
+      // What classifyHolder asks: the same capture without argv0 (no cmdline read).
+      'raw captureIdentity': () => timeLoop((pid) => raw.captureIdentity(pid).ok, pids, ITER),
       'js readFileSync': () => timeLoop(jsProbe, pids, ITER),
       'C floor': () => floorRun(floor.exe, pids, ITER).ns,
       'ps spawn': () => timeLoop(psProbe, pids, PS_ITER),
@@ -126,6 +128,7 @@ async function main() {
     const ratios = [
       ['addon / C floor', addon / med['C floor'], 'target <= 1.5'],
       ['raw binding / C floor', med['addon raw binding'] / med['C floor'], ''],
+      ['identity / raw binding', med['raw captureIdentity'] / med['addon raw binding'], 'judge without argv0'],
       ['js / addon', med['js readFileSync'] / addon, 'target >= 2'],
       ['ps / addon', med['ps spawn'] / addon, ''],
     ]

@@ -1,5 +1,5 @@
 import { ProbeError } from './errors.js'
-import { type HostIdentity, type PidInfo, capturePidInfo, hostIdentity, isUnknownBootId } from './probes.js'
+import { type HostIdentity, type ProcessIdentity, captureIdentity, hostIdentity, isUnknownBootId } from './probes.js'
 
 export type HolderState = 'alive' | 'dead' | 'unverifiable' | 'foreign'
 
@@ -16,8 +16,26 @@ export interface HolderRecord {
 
 /** Seams: the probe and the judge's own identity, injectable for tests. */
 export interface ClassifyContext {
-  capture?: (pid: number) => PidInfo
+  /** Default: a capture without argv0, which is never evidence (a capturePidInfo fits too). */
+  capture?: (pid: number) => ProcessIdentity
   host?: HostIdentity
+}
+
+/**
+ * Whether the record was written on the judge's machine. The machine id (macOS hardware UUID,
+ * Linux /etc/machine-id) decides when both sides have one: a Mac's hostname is rewritten by
+ * configd on network changes, so after a reboot a record under the old name would otherwise be
+ * foreign forever. The hostname decides only when a machine id is missing. Containers of one
+ * host that share a machine id are then one host, which is right: they share the kernel, its
+ * boot id and (rule 3) are told apart by pid namespace.
+ */
+function sameHost(record: HolderRecord, host: HostIdentity): boolean {
+  if (isKnownId(record.machineId) && isKnownId(host.machineId)) return record.machineId === host.machineId
+  return record.hostname === host.hostname
+}
+
+function isKnownId(id: unknown): id is string {
+  return typeof id === 'string' && id.length > 0
 }
 
 /**
@@ -28,11 +46,10 @@ export function classifyHolder(record: HolderRecord, ctx: ClassifyContext = {}):
   // Not a record at all (a corrupt file parsed to null, a number...): nothing to judge.
   if (record === null || typeof record !== 'object') return 'unverifiable'
   const host = ctx.host ?? hostIdentity()
-  const capture = ctx.capture ?? capturePidInfo
+  const capture = ctx.capture ?? captureIdentity
 
   // 1. Another host: nothing here can speak for its processes.
-  if (record.hostname !== host.hostname) return 'foreign'
-  if (record.machineId && host.machineId && record.machineId !== host.machineId) return 'foreign'
+  if (!sameHost(record, host)) return 'foreign'
 
   // 2. Same host, another boot: every process of that boot is gone. Sentinels prove nothing.
   const bootKnown = !isUnknownBootId(record.bootId) && !isUnknownBootId(host.bootId)
@@ -44,7 +61,7 @@ export function classifyHolder(record: HolderRecord, ctx: ClassifyContext = {}):
   }
 
   // 4. Ask the kernel.
-  let now: PidInfo
+  let now: ProcessIdentity
   try {
     now = capture(record.pid)
   } catch (err) {

@@ -1,16 +1,20 @@
 import { hostname as osHostname } from 'node:os'
-import { type BindingLoad, type NativeFailure, defaultBinding } from './binding.js'
+import { type BindingLoad, type NativeBinding, type NativeFailure, defaultBinding } from './binding.js'
 import { ProbeError } from './errors.js'
 
-/** Identity of one process at one moment. Compare `starttime` only for equality. */
-export interface PidInfo {
+/** What tells one process from any other that had or will have its pid: all a judge needs. */
+export interface ProcessIdentity {
   pid: number
   /** Opaque decimal string of the raw kernel start value (Linux clock ticks, macOS µs). */
   starttime: string
-  /** Advisory: rewritable by the process, null for zombies and kernel threads. */
-  argv0: string | null
   state?: string
   threads?: number
+}
+
+/** Identity of one process at one moment. Compare `starttime` only for equality. */
+export interface PidInfo extends ProcessIdentity {
+  /** Advisory: rewritable by the process, null for zombies and kernel threads. */
+  argv0: string | null
 }
 
 /** What a holder record says about the host that wrote it, and what a judge knows of its own. */
@@ -25,6 +29,8 @@ export type VerifyResult = { match: true } | { match: false; reason: string }
 
 export interface Probes {
   capturePidInfo(pid: number): PidInfo
+  /** capturePidInfo without argv0, which it never reads: the probe for judging holders. */
+  captureIdentity(pid: number): ProcessIdentity
   currentBootId(): string
   hostIdentity(): HostIdentity
   verifyPidInfo(saved: PidInfo): VerifyResult
@@ -78,13 +84,14 @@ export function createProbes(load: BindingLoad, hostname: () => string = osHostn
     return maxPid
   }
 
-  function capturePidInfo(pid: number): PidInfo {
+  /** Runs one native probe with the checks and error mapping every capture shares. */
+  function probe<T extends { ok: true }>(pid: number, call: (b: NativeBinding) => T | NativeFailure): T {
     if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid < 1) {
       throw new ProbeError('invalid_pid', 'not_a_pid', `not a valid pid: ${describePid(pid)}`)
     }
     const max = pidMax()
     if (!native) throw unavailable(pid)
-    const r = native.capture(pid)
+    const r = call(native)
     if (!r.ok) {
       // Above pid_max and absent: a pid this kernel could not have handed out. (A live process
       // above a since-lowered pid_max is still reported: the bound never hides a holder.)
@@ -93,10 +100,25 @@ export function createProbes(load: BindingLoad, hostname: () => string = osHostn
       }
       throw fromNative(r, pid)
     }
-    const info: PidInfo = { pid: r.pid, starttime: r.starttime, argv0: r.argv0 }
-    if (r.state !== undefined) info.state = r.state
-    if (r.threads !== undefined) info.threads = r.threads
-    return info
+    return r
+  }
+
+  function identityOf(r: { pid: number; starttime: string; state?: string; threads?: number }): ProcessIdentity {
+    const id: ProcessIdentity = { pid: r.pid, starttime: r.starttime }
+    if (r.state !== undefined) id.state = r.state
+    if (r.threads !== undefined) id.threads = r.threads
+    return id
+  }
+
+  function capturePidInfo(pid: number): PidInfo {
+    const r = probe(pid, (b) => b.capture(pid))
+    const { pid: p, starttime, ...rest } = identityOf(r)
+    // Key order as before: pid, starttime, argv0, state, threads.
+    return { pid: p, starttime, argv0: r.argv0, ...rest }
+  }
+
+  function captureIdentity(pid: number): ProcessIdentity {
+    return identityOf(probe(pid, (b) => b.captureIdentity(pid)))
   }
 
   function currentBootId(): string {
@@ -130,9 +152,10 @@ export function createProbes(load: BindingLoad, hostname: () => string = osHostn
       return { match: false, reason: 'invalid_record' }
     }
     if (typeof starttime !== 'string') return { match: false, reason: 'invalid_record' }
-    let now: PidInfo
+    let now: ProcessIdentity
     try {
-      now = capturePidInfo(pid as number)
+      // Only the start time decides: argv0 is not read.
+      now = captureIdentity(pid as number)
     } catch (err) {
       return { match: false, reason: err instanceof ProbeError ? err.code : 'capture_error' }
     }
@@ -140,13 +163,15 @@ export function createProbes(load: BindingLoad, hostname: () => string = osHostn
     return { match: true }
   }
 
-  return { capturePidInfo, currentBootId, hostIdentity, verifyPidInfo, pidMax }
+  return { capturePidInfo, captureIdentity, currentBootId, hostIdentity, verifyPidInfo, pidMax }
 }
 
 const probes = createProbes(defaultBinding)
 
 /** Identity of a live process; throws ProbeError (`invalid_pid`, `process_gone`, `capture_error`). */
 export const capturePidInfo: (pid: number) => PidInfo = probes.capturePidInfo
+/** capturePidInfo without argv0 (never read): the default probe of classifyHolder. Not exported by the package. */
+export const captureIdentity: (pid: number) => ProcessIdentity = probes.captureIdentity
 /** This boot's id, or the `unknown-<hostname>` sentinel when no genuine id can be read. Cached. */
 export const currentBootId: () => string = probes.currentBootId
 /** Boot id, hostname, machine id and pid namespace of this process's host. */

@@ -1,11 +1,20 @@
 // Node-API glue: argument checks, plain result objects, error codes. All platform work lives
 // behind platform.h; results come back as { code, reason, errno } instead of exceptions so
 // the TypeScript layer owns the error types.
+//
+// Teardown: worker.terminate() can stop an environment while a call is inside the addon. From
+// then on every napi call fails, and node-addon-api, built without C++ exceptions, reports each
+// failure through Error::ThrowAsJavaScriptException, whose napi_throw cannot succeed either and
+// so aborted the whole process. binding.gyp defines NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS, the
+// documented answer: a throw that fails only because the environment is stopping is dropped (the
+// result of such a call is discarded anyway). Exceptions in a live environment still throw.
+#include <errno.h>
 #include <napi.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cmath>
+#include <string>
 
 #include "platform.h"
 
@@ -35,7 +44,7 @@ Napi::Object Value(Napi::Env env, const char* value) {
   return o;
 }
 
-Napi::Value Capture(const Napi::CallbackInfo& info) {
+Napi::Value CaptureWith(const Napi::CallbackInfo& info, pl_status (*probe)(long long, pl_proc*)) {
   Napi::Env env = info.Env();
   double pid = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
   // Reject before any syscall: 0 and -1 are process groups to kill().
@@ -43,17 +52,24 @@ Napi::Value Capture(const Napi::CallbackInfo& info) {
     return Failure(env, pl_status{PL_INVALID_PID, "not_a_pid", 0});
   }
   pl_proc proc;
-  pl_status st = pl_capture((long long)pid, &proc);
+  pl_status st = probe((long long)pid, &proc);
   if (st.code != PL_OK) return Failure(env, st);
   Napi::Object o = Napi::Object::New(env);
   o.Set("ok", true);
   o.Set("pid", pid);
   o.Set("starttime", proc.starttime);
-  o.Set("argv0", proc.has_argv0 ? Napi::Value(Napi::String::New(env, proc.argv0)) : env.Null());
+  if (probe == pl_capture) {
+    o.Set("argv0", proc.has_argv0 ? Napi::Value(Napi::String::New(env, proc.argv0)) : env.Null());
+  }
   if (proc.state[0] != '\0') o.Set("state", proc.state);
   if (proc.threads >= 0) o.Set("threads", proc.threads);
   return o;
 }
+
+Napi::Value Capture(const Napi::CallbackInfo& info) { return CaptureWith(info, pl_capture); }
+// For judging a holder: the same without argv0, which is never evidence and costs a read of the
+// argument area on every call.
+Napi::Value CaptureIdentity(const Napi::CallbackInfo& info) { return CaptureWith(info, pl_capture_identity); }
 
 Napi::Value IdResult(Napi::Env env, pl_status (*read)(char*, size_t)) {
   char buf[PL_ID_MAX];
@@ -102,6 +118,78 @@ Napi::Value ParseProcargs2(const Napi::CallbackInfo& info) {
   if (!pl_parse_procargs2(b.Data(), b.Length(), out, sizeof out)) return env.Null();
   return Napi::String::New(env, out);
 }
+
+Napi::Value Procargs2Truncated(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  // Sizes that are not plain non-negative integers are no answer to trust.
+  for (size_t k = 0; k < 2; k++) {
+    if (info.Length() <= k || !info[k].IsNumber()) return Napi::Boolean::New(env, true);
+    double v = info[k].As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(v) || v != std::floor(v) || v < 0 || v > 9007199254740991.0) return Napi::Boolean::New(env, true);
+  }
+  size_t returned = (size_t)info[0].As<Napi::Number>().DoubleValue();
+  size_t capacity = (size_t)info[1].As<Napi::Number>().DoubleValue();
+  return Napi::Boolean::New(env, pl_procargs2_truncated(returned, capacity) != 0);
+}
+
+// fsInfo(path): { ok, typeName, flags } of the filesystem holding path (macOS), or a failure
+// with the errno so the caller can raise it as fs would.
+Napi::Value FsInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return Failure(env, pl_status{PL_CAPTURE_ERROR, "not_a_path", EINVAL});
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  // An embedded NUL would silently name another path.
+  if (path.empty() || path.find('\0') != std::string::npos) {
+    return Failure(env, pl_status{PL_CAPTURE_ERROR, "not_a_path", EINVAL});
+  }
+  pl_fs fs;
+  pl_status st = pl_fs_info(path.c_str(), &fs);
+  if (st.code != PL_OK) return Failure(env, st);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", true);
+  o.Set("typeName", fs.type_name);
+  // f_flags is 32 bits wide on macOS: exact as a double.
+  o.Set("flags", (double)fs.flags);
+  return o;
+}
+
+// A signal number argument, or 0 when it is not one.
+int SignalArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) return 0;
+  double sig = info[0].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(sig) || sig != std::floor(sig) || sig < 1 || sig > 64) return 0;
+  return (int)sig;
+}
+
+// signalOriginInstall(signo): 0 or an errno (see pl_sigorigin_install).
+Napi::Value SignalOriginInstall(const Napi::CallbackInfo& info) {
+  int sig = SignalArg(info);
+  return Napi::Number::New(info.Env(), sig == 0 ? EINVAL : pl_sigorigin_install(sig));
+}
+
+// signalOriginCounts(signo): { kernel, process, other }, or null for a bad signal number.
+Napi::Value SignalOriginCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sig = SignalArg(info);
+  pl_sigorigin c;
+  if (sig == 0 || pl_sigorigin_counts(sig, &c) != 0) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("kernel", (double)c.kernel);
+  o.Set("process", (double)c.process);
+  o.Set("other", (double)c.other);
+  return o;
+}
+
+// processGroup(pid) / session(pid): getpgid / getsid (0: this process), or -errno.
+Napi::Value PidQuery(const Napi::CallbackInfo& info, long long (*query)(long long)) {
+  double pid = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!std::isfinite(pid) || pid != std::floor(pid) || pid < 0 || pid > 2147483647.0) {
+    return Napi::Number::New(info.Env(), -EINVAL);
+  }
+  return Napi::Number::New(info.Env(), (double)query((long long)pid));
+}
+Napi::Value ProcessGroup(const Napi::CallbackInfo& info) { return PidQuery(info, pl_process_group); }
+Napi::Value Session(const Napi::CallbackInfo& info) { return PidQuery(info, pl_session); }
 
 // Calls back once when a process exits, through the event loop (a uv_poll on the descriptor from
 // pl_exit_handle_open). The engine uses it only to wake a waiter early; proof still comes from
@@ -216,10 +304,16 @@ class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
     napi_value global;
     napi_value result;
     if (fn != nullptr && napi_get_global(env, &global) == napi_ok &&
-        napi_make_callback(env, nullptr, global, fn, 0, nullptr, &result) == napi_pending_exception) {
+        napi_make_callback(env, nullptr, global, fn, 0, nullptr, &result) != napi_ok) {
       // The callback threw: hand it to the process's uncaught-exception handling, never drop it.
+      // A stopping environment (worker.terminate) also fails the call, with nothing pending and
+      // nothing to report: napi_fatal_exception of an empty value would abort the process.
+      bool pending = false;
       napi_value err;
-      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+      if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+          napi_get_and_clear_last_exception(env, &err) == napi_ok) {
+        napi_fatal_exception(env, err);
+      }
     }
     napi_close_handle_scope(env, scope);
   }
@@ -239,6 +333,7 @@ class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ExitWatch", ExitWatch::Define(env));
   exports.Set("capture", Napi::Function::New(env, Capture));
+  exports.Set("captureIdentity", Napi::Function::New(env, CaptureIdentity));
   exports.Set("bootId", Napi::Function::New(env, BootId));
   exports.Set("machineId", Napi::Function::New(env, MachineId));
   exports.Set("pidNamespace", Napi::Function::New(env, PidNamespace));
@@ -247,6 +342,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("lockExclusiveNB", Napi::Function::New(env, LockExclusiveNB));
   exports.Set("unlock", Napi::Function::New(env, Unlock));
   exports.Set("parseProcargs2", Napi::Function::New(env, ParseProcargs2));
+  exports.Set("procargs2Truncated", Napi::Function::New(env, Procargs2Truncated));
+  exports.Set("fsInfo", Napi::Function::New(env, FsInfo));
+  exports.Set("signalOriginInstall", Napi::Function::New(env, SignalOriginInstall));
+  exports.Set("signalOriginCounts", Napi::Function::New(env, SignalOriginCounts));
+  exports.Set("processGroup", Napi::Function::New(env, ProcessGroup));
+  exports.Set("session", Napi::Function::New(env, Session));
   return exports;
 }
 

@@ -193,7 +193,9 @@ extern "C" long long pl_pid_max(void) {
   return v;
 }
 
-extern "C" pl_status pl_capture(long long pid, pl_proc* out) {
+namespace {
+
+pl_status capture(long long pid, bool want_argv0, pl_proc* out) {
   memset(out, 0, sizeof *out);
   out->threads = -1;
   if (pid < 1 || pid > kPidLimit) return fail(PL_INVALID_PID, "out_of_range", 0);
@@ -230,6 +232,10 @@ extern "C" pl_status pl_capture(long long pid, pl_proc* out) {
     return fail(PL_GONE, "zombie", 0);
   }
 
+  if (!want_argv0) {
+    close(dirfd);
+    return ok();
+  }
   // argv0 is advisory: any failure here leaves it null rather than failing the capture.
   long c = read_prefix(dirfd, "cmdline", out->argv0, sizeof out->argv0 - 1);
   close(dirfd);
@@ -241,6 +247,12 @@ extern "C" pl_status pl_capture(long long pid, pl_proc* out) {
   }
   return ok();
 }
+
+}  // namespace
+
+extern "C" pl_status pl_capture(long long pid, pl_proc* out) { return capture(pid, true, out); }
+
+extern "C" pl_status pl_capture_identity(long long pid, pl_proc* out) { return capture(pid, false, out); }
 
 extern "C" pl_status pl_boot_id(char* out, size_t cap) {
   return read_uuid_file("/proc/sys/kernel/random/boot_id", out, cap, true);
@@ -276,4 +288,10 @@ extern "C" int pl_exit_handle_open(long long pid) {
   if (pid < 1 || pid > kPidLimit) return -EINVAL;
   long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);  // pidfds are always close-on-exec
   return fd < 0 ? -errno : (int)fd;
+}
+
+// Linux lock roots are judged by statfs f_type (fs.statfsSync), which needs no addon.
+extern "C" pl_status pl_fs_info(const char*, pl_fs* out) {
+  memset(out, 0, sizeof *out);
+  return fail(PL_CAPTURE_ERROR, "unsupported_platform", 0);
 }

@@ -46,16 +46,52 @@ describe('classification table (seams)', () => {
     expect(capture).toHaveBeenCalledExactlyOnceWith(4242)
   })
 
-  it('rule 1: hostname differs → foreign, without probing', () => {
+  it('rule 1: hostname differs and a machine id is unknown → foreign, without probing', () => {
     const capture = answering()
-    expect(classifyHolder(record({ hostname: 'elsewhere' }), { capture, host: judge })).toBe('foreign')
+    expect(classifyHolder(record({ hostname: 'elsewhere', machineId: null }), { capture, host: judge })).toBe('foreign')
+    expect(classifyHolder(record({ hostname: 'elsewhere' }), { capture, host: { ...judge, machineId: null } })).toBe('foreign')
     expect(capture).not.toHaveBeenCalled()
+  })
+
+  // Issue 12, item 1: configd rewrites a Mac's hostname on network changes, so the machine id
+  // (hardware UUID, /etc/machine-id) decides "same host" whenever both records carry one.
+  it('rule 1: same machine id, only the hostname differs → same host: probed, alive', () => {
+    const capture = answering()
+    expect(classifyHolder(record({ hostname: 'renamed-by-configd' }), { capture, host: judge })).toBe('alive')
+    expect(capture).toHaveBeenCalledExactlyOnceWith(4242)
+  })
+
+  it('rule 1: same machine id, hostname and boot id both differ → dead (a reboot under a new name)', () => {
+    const capture = answering()
+    expect(classifyHolder(record({ hostname: 'old-name', bootId: OTHER_BOOT }), { capture, host: judge })).toBe('dead')
+    expect(capture).not.toHaveBeenCalled()
+  })
+
+  it('rule 1: same machine id, other hostname, same boot (containers of one host) → the pid rules decide', () => {
+    // Another pid namespace: unverifiable, never probed.
+    const capture = answering()
+    const container = record({ hostname: 'container-a', pidNamespace: '4026532999' })
+    expect(classifyHolder(container, { capture, host: judge })).toBe('unverifiable')
+    expect(capture).not.toHaveBeenCalled()
+    // The same pid namespace: the probe speaks.
+    expect(classifyHolder(record({ hostname: 'container-a' }), { capture: throwing('process_gone'), host: judge })).toBe('dead')
+    expect(classifyHolder(record({ hostname: 'container-a' }), { capture: answering({ starttime: '9' }), host: judge })).toBe('dead')
+    // A sentinel boot id proves nothing: still probed.
+    const sentinel = record({ hostname: 'container-a', bootId: 'unknown-container-a' })
+    expect(classifyHolder(sentinel, { capture: answering(), host: judge })).toBe('alive')
   })
 
   it('rule 1: same hostname but machine ids differ → foreign, without probing', () => {
     const capture = answering()
     expect(classifyHolder(record({ machineId: 'bbbb' }), { capture, host: judge })).toBe('foreign')
+    // Even with another boot id: another machine's reboot proves nothing here.
+    expect(classifyHolder(record({ machineId: 'bbbb', bootId: OTHER_BOOT }), { capture, host: judge })).toBe('foreign')
     expect(capture).not.toHaveBeenCalled()
+  })
+
+  it('rule 1: an empty machine id counts as unknown (the hostname decides)', () => {
+    expect(classifyHolder(record({ machineId: '' }), { capture: answering(), host: judge })).toBe('alive')
+    expect(classifyHolder(record({ machineId: '', hostname: 'elsewhere' }), { capture: answering(), host: judge })).toBe('foreign')
   })
 
   it('rule 1: an unknown machine id on either side does not make a holder foreign', () => {
@@ -64,9 +100,10 @@ describe('classification table (seams)', () => {
   })
 
   it('rule 1 comes before rule 2: another host with another boot is foreign, not dead', () => {
-    expect(classifyHolder(record({ hostname: 'elsewhere', bootId: OTHER_BOOT }), { capture: answering(), host: judge })).toBe(
-      'foreign',
-    )
+    const host = judge
+    expect(classifyHolder(record({ machineId: 'bbbb', bootId: OTHER_BOOT }), { capture: answering(), host })).toBe('foreign')
+    const noIds = record({ hostname: 'elsewhere', machineId: null, bootId: OTHER_BOOT })
+    expect(classifyHolder(noIds, { capture: answering(), host })).toBe('foreign')
   })
 
   it('rule 2: both boot ids genuine and different → dead (reboot), without probing', () => {
@@ -151,6 +188,38 @@ describe('classification table (seams)', () => {
   it('a malformed record is not dead and does not throw', () => {
     expect(classifyHolder(null as unknown as HolderRecord, { capture: answering(), host: judge })).toBe('unverifiable')
     expect(classifyHolder(record({ starttime: '' }), { capture: answering(), host: judge })).toBe('unverifiable')
+  })
+})
+
+describe('the default probe', () => {
+  it('is captureIdentity: judging never reads argv0 (issue 12, item 5)', async () => {
+    const calls: string[] = []
+    vi.resetModules()
+    vi.doMock('../lib/probes.js', async (importOriginal) => {
+      const real = await importOriginal<typeof import('../lib/probes.js')>()
+      return {
+        ...real,
+        capturePidInfo: (pid: number) => {
+          calls.push('capturePidInfo')
+          return real.capturePidInfo(pid)
+        },
+        captureIdentity: (pid: number) => {
+          calls.push('captureIdentity')
+          return real.captureIdentity(pid)
+        },
+      }
+    })
+    try {
+      const fresh = await import('../lib/classify.js')
+      const probes = await import('../lib/probes.js')
+      const rec = { ...probes.captureIdentity(process.pid), argv0: null, ...probes.hostIdentity() }
+      calls.length = 0
+      expect(fresh.classifyHolder(rec)).toBe('alive')
+      expect(calls).toEqual(['captureIdentity'])
+    } finally {
+      vi.doUnmock('../lib/probes.js')
+      vi.resetModules()
+    }
   })
 })
 

@@ -22,15 +22,20 @@ describe.each([
     const p = make()
     const gone = await reapedPid()
     for (const pid of [process.pid, 1, gone]) {
-      const err = probeError(() => p.capturePidInfo(pid))
-      expect(err.code).toBe('capture_error')
-      expect(err.reason).toBe(reason)
+      for (const capture of [p.capturePidInfo, p.captureIdentity]) {
+        const err = probeError(() => capture(pid))
+        expect(err.code).toBe('capture_error')
+        expect(err.reason).toBe(reason)
+      }
     }
   })
 
   it('still rejects what is not a pid as invalid_pid', () => {
     const p = make()
-    for (const pid of [0, -1, 1.5, Number.NaN]) expect(probeError(() => p.capturePidInfo(pid)).code).toBe('invalid_pid')
+    for (const pid of [0, -1, 1.5, Number.NaN]) {
+      expect(probeError(() => p.capturePidInfo(pid)).code).toBe('invalid_pid')
+      expect(probeError(() => p.captureIdentity(pid)).code).toBe('invalid_pid')
+    }
     expect(p.pidMax()).toBeNull()
   })
 

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defaultBinding } from '../lib/binding.js'
 import { ProbeError, capturePidInfo, currentBootId, hostIdentity, isUnknownBootId, verifyPidInfo } from '../lib/index.js'
-import { createProbes } from '../lib/probes.js'
+import { captureIdentity, createProbes } from '../lib/probes.js'
 import { countingBinding } from './helpers/bindings.js'
 import { Child, killAll, nodeChild, reapedPid, sleeper, zombieMaker } from './helpers/children.js'
 import {
@@ -164,6 +164,54 @@ describe('capturePidInfo rejects what is not a pid', () => {
       const r = b?.capture(pid as number)
       expect(r).toMatchObject({ ok: false, code: 'invalid_pid' })
     }
+  })
+})
+
+// Issue 12, item 5: judging a holder needs pid, start time and state, never argv0, whose read
+// costs a file (Linux cmdline) or a kern.argmax-sized copy (macOS KERN_PROCARGS2) per call.
+describe('captureIdentity (capturePidInfo without argv0)', () => {
+  it('describes a live child as capturePidInfo does, minus argv0', async () => {
+    const c = sleeper()
+    await pollUntil('sleep to exec and sleep', () => kernelArgv0(c.pid) === 'sleep' && kernelState(c.pid) === 'S')
+    const k = kernelStat(c.pid)
+    const id = captureIdentity(c.pid)
+    expect(id).toEqual({ pid: c.pid, starttime: k.starttime, state: k.state, threads: 1 })
+    expect('argv0' in id).toBe(false)
+    const { argv0: _argv0, ...full } = capturePidInfo(c.pid)
+    expect(id).toEqual(full)
+    await c.kill()
+  })
+
+  it('the raw binding has no argv0 in its answer, even for a process with one', () => {
+    const r = defaultBinding.binding?.captureIdentity(process.pid)
+    expect(r).toMatchObject({ ok: true, pid: process.pid, starttime: kernelStat(process.pid).starttime })
+    expect(r && 'argv0' in r).toBe(false)
+  })
+
+  it('proves absence and rejects non-pids with the same codes', async () => {
+    const pid = await reapedPid()
+    expect(probeError(() => captureIdentity(pid)).code).toBe('process_gone')
+    const { holder, zombie } = await zombieMaker()
+    expect(probeError(() => captureIdentity(zombie))).toMatchObject({ code: 'process_gone', reason: 'zombie' })
+    await holder.kill()
+    const tid = otherThreadIds()[0] as number
+    expect(probeError(() => captureIdentity(tid))).toMatchObject({ code: 'process_gone', reason: 'not_a_process' })
+    for (const bad of [0, -1, 1.5, Number.NaN, '12', kernelPidMax() + 1]) {
+      expect(probeError(() => captureIdentity(bad as number)).code).toBe('invalid_pid')
+    }
+  })
+
+  it('reaches only the argv0-free entry point of the binding (and so does verifyPidInfo)', () => {
+    if (!defaultBinding.binding) throw defaultBinding.error
+    const { binding, calls } = countingBinding(defaultBinding.binding)
+    const probes = createProbes({ binding, error: null })
+    probes.captureIdentity(process.pid)
+    probes.captureIdentity(process.pid)
+    expect(calls.captureIdentity).toBe(2)
+    // verifyPidInfo needs the start time only, too.
+    expect(probes.verifyPidInfo({ ...capturePidInfo(process.pid) })).toEqual({ match: true })
+    expect(calls.captureIdentity).toBe(3)
+    expect(calls.capture).toBeUndefined()
   })
 })
 

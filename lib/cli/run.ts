@@ -17,6 +17,7 @@ import { type Lease, leaseInternals } from '../lease/engine.js'
 import type { Hold } from '../lease/store.js'
 import type { HandBack, HandOff, LostCause } from '../lease/store.js'
 import { capturePidInfo, hostIdentity } from '../probes.js'
+import { SignalOrigins, mustForward } from './signal-origin.js'
 import {
   EXIT,
   type Io,
@@ -65,7 +66,8 @@ inherit it too and keep the slot held until they end; close fd 3 in them
 (\`3>&-\`) if they should not. If this wrapper is killed, even with SIGKILL,
 the slot stays held until the command (and anything still holding fd 3)
 ends. SIGINT, SIGTERM and SIGHUP sent to the wrapper are forwarded to the
-command.
+command; on Linux, a terminal's Ctrl-C or hangup, which reaches the command
+directly, is not sent again.
 
 Examples:
   proclease run --key deploy -- ./deploy.sh
@@ -201,19 +203,26 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
     return EXIT.OK
   }
 
-  // Signals: while waiting they abort the wait; once the command runs they are forwarded to it.
+  // Signals: while waiting they abort the wait; once the command runs they are forwarded to it,
+  // unless the terminal already sent them to the command too (lib/cli/signal-origin.ts).
   const abort = new AbortController()
   let child: ChildProcess | null = null
   let caught: NodeJS.Signals | null = null
+  const origins = new SignalOrigins()
   const onSignal = (signal: NodeJS.Signals): void => {
+    const origin = origins.take(signal)
     if (child !== null) {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      const running = child.exitCode === null && child.signalCode === null
+      if (running && child.pid !== undefined && mustForward(signal, origin, origins.groups(child.pid))) child.kill(signal)
       return
     }
     caught ??= signal
     abort.abort()
   }
-  for (const s of FORWARDED) process.on(s, onSignal)
+  for (const s of FORWARDED) {
+    process.on(s, onSignal)
+    origins.watch(s)
+  }
   const progress = new Progress(io.stderr, cfg.key, io.stderr.isTTY === true && !cfg.quiet)
 
   let lease: Lease

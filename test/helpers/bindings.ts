@@ -8,6 +8,7 @@ export function unsupportedBinding(): NativeBinding {
   const ENOTSUP = 95
   return {
     capture: () => ({ ...unsupported }),
+    captureIdentity: () => ({ ...unsupported }),
     bootId: () => ({ ...unsupported }),
     machineId: () => ({ ...unsupported }),
     pidNamespace: () => ({ ...unsupported }),
@@ -16,6 +17,12 @@ export function unsupportedBinding(): NativeBinding {
     lockExclusiveNB: () => ENOTSUP,
     unlock: () => ENOTSUP,
     parseProcargs2: () => null,
+    procargs2Truncated: () => true,
+    fsInfo: () => ({ ...unsupported }),
+    signalOriginInstall: () => ENOTSUP,
+    signalOriginCounts: () => ({ kernel: 0, process: 0, other: 0 }),
+    processGroup: () => -ENOTSUP,
+    session: () => -ENOTSUP,
     // pl_exit_handle_open returns -ENOTSUP, so the constructor throws with .errno.
     ExitWatch: class {
       constructor() {

@@ -122,8 +122,8 @@ const cases: Case[] = [
     state: 'unverifiable',
   },
   {
-    name: 'foreign holder (another hostname), no kernel lock: stays',
-    over: { hostname: 'some-other-host', kernelLock: false },
+    name: 'foreign holder (another hostname, no machine id), no kernel lock: stays',
+    over: { hostname: 'some-other-host', machineId: null, kernelLock: false },
     reclaimed: false,
     state: 'foreign',
   },
