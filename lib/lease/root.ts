@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { LeaseError } from '../errors.js'
 import { isErrno } from './file/fsx.js'
+import { filesystemTrust, untrustedFilesystem as untrustedByInfo } from './fstype.js'
 
 /**
  * The per-user private default: $XDG_RUNTIME_DIR/proclease when that directory is ours and
@@ -23,27 +24,9 @@ export function defaultLockRoot(env: NodeJS.ProcessEnv = process.env): string {
   return join(tmpdir(), `proclease-${uid}`)
 }
 
-/** Filesystems whose kernel locks are emulated, per-client or absent (statfs f_type values). */
-const UNTRUSTED_FS: ReadonlyMap<number, string> = new Map([
-  [0x6969, 'nfs'],
-  [0x517b, 'smb'],
-  [0xff534d42, 'cifs'],
-  [0xfe534d42, 'smb2'],
-  [0x65735546, 'fuse'],
-  [0x01021997, 'v9fs'],
-  [0x00c36400, 'ceph'],
-  [0x5346414f, 'afs'],
-  [0x6b414653, 'afs'],
-  [0x0bd00bd0, 'lustre'],
-  [0x01161970, 'gfs2'],
-  [0x7461636f, 'ocfs2'],
-  [0x6a656a63, 'virtiofs'],
-  [0x73757245, 'coda'],
-])
-
-/** Name of an untrusted filesystem type, or null when kernel locks can be trusted. */
+/** Name of an untrusted Linux filesystem type (statfs f_type), or null; see fstype.ts for macOS. */
 export function untrustedFilesystem(type: number): string | null {
-  return UNTRUSTED_FS.get(type >>> 0) ?? null
+  return untrustedByInfo({ platform: 'linux', type })
 }
 
 function unsafe(root: string, why: string): LeaseError {
@@ -119,14 +102,14 @@ function makeDirs(path: string): void {
 /** Vets an existing lock root: private, ours, and on a filesystem whose kernel locks we trust. */
 export function vetLockRoot(path: string, st: fs.Stats, allowUnsafeFilesystem: boolean): RootInfo {
   checkPrivateDir(path, st, 'it')
-  let type: number
+  let fsName: string | null
   try {
-    type = fs.statfsSync(path).type
+    // Linux: the statfs magic number; macOS: the type name and MNT_LOCAL through the addon.
+    fsName = filesystemTrust(path).untrusted
   } catch (err) {
     if (isErrno(err, 'ENOENT')) throw err
     throw new LeaseError('locks_unsupported', `cannot tell the filesystem type of ${path}`, { cause: err })
   }
-  const fsName = untrustedFilesystem(type)
   if (fsName !== null && !allowUnsafeFilesystem) {
     throw new LeaseError(
       'locks_unsupported',
