@@ -93,13 +93,15 @@ extern "C" int pl_sigorigin_install(int sig) {
   sigset_t block, old;
   sigemptyset(&block);
   sigaddset(&block, sig);
-  pthread_sigmask(SIG_BLOCK, &block, &old);
+  // sigprocmask, not pthread_sigmask: on Linux both act on the calling thread only, and
+  // pthread_sigmask moved into libc at GLIBC_2.32, above the prebuilds' symbol floor (2.17).
+  sigprocmask(SIG_BLOCK, &block, &old);
   slots[sig].previous = current;
   struct sigaction mine = current;
   mine.sa_flags = current.sa_flags | SA_SIGINFO;
   mine.sa_sigaction = on_signal;
   int rc = sigaction(sig, &mine, nullptr) == 0 ? 0 : errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
   return rc;
 #endif
 }
