@@ -25,14 +25,16 @@ const RS = 'redis-semaphore'
 const REDIS_RETRY_MS = 10
 /** How long the parent waits for a worker to be blocked on a holder's session lock. */
 const BLOCKED_LIMIT_MS = 30_000
+/** The durable pass's server: every commit flushed to disk, as in production. */
+const DURABLE = { fsync: 'on', full_page_writes: 'on', synchronous_commit: 'on' }
 
 export async function runPostgres(o) {
   // Check for redis-server before starting anything: a missing one is the commonest failure.
   redisServerVersion()
   const load0 = loadavg()
   process.stderr.write('starting PostgreSQL and redis-server…\n')
-  // On disk (the temp directory), not tmpfs: the durable pass at the end must fsync to a disk.
-  const cluster = await startCluster({ dir: mkdtempSync(join(tmpdir(), 'proclease-bench-pg-')) })
+  // The test suite's throwaway cluster: tmpfs, fsync off (the durable pass has its own cluster).
+  const cluster = await startCluster()
   const redisServer = await startRedis()
   const admin = new pg.Client({ connectionString: cluster.connectionString })
   await admin.connect()
@@ -53,14 +55,12 @@ export async function runPostgres(o) {
 
   try {
     const pgVersion = (await admin.query('SHOW server_version')).rows[0].server_version
-    // Function timing for every later session (the store's included): the claim's server time.
-    await admin.query(`ALTER DATABASE postgres SET track_functions = 'pl'`)
-    await migrateOnce(cluster.connectionString)
+    await prepare(admin, cluster.connectionString)
 
     const r = { [PG]: {}, [RS]: {} }
     for (const impl of [PG, RS]) {
       process.stderr.write(`measuring ${impl}…\n`)
-      r[impl].ops = await uncontended(impl)
+      r[impl].ops = await uncontended(impl, cluster.connectionString, admin)
       r[impl].handoff = await handoff(impl, spec(impl, 'handoff'), o.rounds)
       r[impl].recovery = await recovery(impl)
       r[impl].cpu = await idleCpu(impl, spec(impl, 'cpu'))
@@ -76,8 +76,18 @@ export async function runPostgres(o) {
     }
     if (o.durable) {
       process.stderr.write('durable pass (fsync per commit)…\n')
-      await makeDurable()
-      r[PG].durableOps = await uncontended(PG)
+      const durable = await startCluster({ dir: mkdtempSync(join(tmpdir(), 'proclease-bench-pg-')), settings: DURABLE })
+      const dAdmin = new pg.Client({ connectionString: durable.connectionString })
+      try {
+        await dAdmin.connect()
+        await prepare(dAdmin, durable.connectionString)
+        r[PG].durableOps = await uncontended(PG, durable.connectionString, dAdmin)
+      } finally {
+        await dAdmin.end().catch(() => undefined)
+        await stopCluster(durable, { mode: 'immediate' })
+      }
+      await redisAdmin.config('SET', 'appendonly', 'yes')
+      await redisAdmin.config('SET', 'appendfsync', 'always')
       r[RS].durableOps = await uncontended(RS)
     }
     report(r, rtt, skew, pgVersion, load0)
@@ -90,21 +100,23 @@ export async function runPostgres(o) {
 
   // ---- measurements ----------------------------------------------------------------------
 
-  async function migrateOnce(connectionString) {
+  /** Schema in place, and function timing on for every later session: the claim's server time. */
+  async function prepare(client, connectionString) {
+    await client.query(`ALTER DATABASE postgres SET track_functions = 'pl'`)
     const store = postgresStore({ connectionString })
     await store.listKeys()
     await store.close()
   }
 
   /** Acquire+release on one key in this process for o.seconds; per-op latencies and server time. */
-  async function uncontended(impl) {
+  async function uncontended(impl, connectionString, client) {
     const k = key('uncontended')
     const acq = []
     const rel = []
     let n = 0
     if (impl === PG) {
-      const before = await functionStats()
-      const store = postgresStore({ connectionString: cluster.connectionString, ttlMs: o.ttlMs })
+      const before = await functionStats(client)
+      const store = postgresStore({ connectionString, ttlMs: o.ttlMs })
       await (await acquireLease({ key: k, limit: 1, store })).release() // connect and warm up
       const until = performance.now() + o.seconds * 1000
       while (performance.now() < until) {
@@ -117,11 +129,11 @@ export async function runPostgres(o) {
         n++
       }
       await store.close()
-      const after = await functionStats(before.claim.calls + n + 1)
+      const after = await functionStats(client, before.claim.calls + n + 1)
       return { perSecond: n / o.seconds, acq: median(acq), rel: median(rel), server: diffStats(before, after) }
     }
-    const client = new Redis({ path: redisServer.socket })
-    const sem = () => new Semaphore(client, k, 1, { lockTimeout: o.redisLockTimeout, refreshInterval: Math.round(o.redisLockTimeout / 3), retryInterval: REDIS_RETRY_MS })
+    const rc = new Redis({ path: redisServer.socket })
+    const sem = () => new Semaphore(rc, k, 1, { lockTimeout: o.redisLockTimeout, refreshInterval: Math.round(o.redisLockTimeout / 3), retryInterval: REDIS_RETRY_MS })
     const warm = sem()
     await warm.acquire()
     await warm.release()
@@ -138,7 +150,7 @@ export async function runPostgres(o) {
       n++
     }
     const server = commandStats(await redisAdmin.info('commandstats'))
-    client.disconnect()
+    rc.disconnect()
     return { perSecond: n / o.seconds, acq: median(acq), rel: median(rel), server }
   }
 
@@ -146,12 +158,12 @@ export async function runPostgres(o) {
    * pg_stat_user_functions for claim and release. A backend reports its counters at exit at the
    * latest; with `atLeast`, waits until the claim count has reached it (the store was closed).
    */
-  async function functionStats(atLeast = 0) {
+  async function functionStats(client, atLeast = 0) {
     const deadline = Date.now() + 10_000
     for (;;) {
-      await admin.query('SELECT pg_stat_clear_snapshot()')
+      await client.query('SELECT pg_stat_clear_snapshot()')
       const rows = (
-        await admin.query(
+        await client.query(
           `SELECT funcname, calls::float8 AS calls, total_time, self_time FROM pg_stat_user_functions
            WHERE schemaname = 'proclease' AND funcname IN ('claim', 'release')`,
         )
@@ -271,22 +283,6 @@ export async function runPostgres(o) {
     return results
   }
 
-  /** Per-commit fsync on both servers from here on (the cluster lives on disk, not tmpfs). */
-  async function makeDurable() {
-    for (const [k, v] of [['fsync', 'on'], ['full_page_writes', 'on'], ['synchronous_commit', 'on']]) {
-      await admin.query(`ALTER SYSTEM SET ${k} = '${v}'`)
-    }
-    await admin.query('SELECT pg_reload_conf()')
-    // Sessions opened from now on see the reloaded settings; check on a fresh one.
-    const check = new pg.Client({ connectionString: cluster.connectionString })
-    await check.connect()
-    const got = (await check.query(`SELECT current_setting('fsync') AS f, current_setting('synchronous_commit') AS s`)).rows[0]
-    await check.end()
-    if (got.f !== 'on' || got.s !== 'on') throw new Error(`durable settings not in force: fsync=${got.f} synchronous_commit=${got.s}`)
-    await redisAdmin.config('SET', 'appendonly', 'yes')
-    await redisAdmin.config('SET', 'appendfsync', 'always')
-  }
-
   // ---- report --------------------------------------------------------------------------------
 
   function report(r, rtt, skew, pgVersion, load0) {
@@ -322,8 +318,12 @@ export async function runPostgres(o) {
     const sr = a.ops.server.release
     console.log(`\nserver-side time (uncontended loop): claim() ${fmt(sc.ms)} per call, release() ${fmt(sr.ms)} (pg_stat_user_functions, ${sc.calls} calls);`)
     console.log(`  round trips: SELECT 1 ${fmt(rtt.pg)}, redis PING ${fmt(rtt.redis)} (medians of 2000)`)
-    const rs = Object.entries(b.ops.server).map(([c, v]) => `${c} ${fmt(v.ms)} (${v.calls} calls)`).join(', ')
-    console.log(`  redis-semaphore server time per command (INFO commandstats): ${rs}`)
+    const script = b.ops.server.evalsha ?? b.ops.server.eval
+    const zrem = b.ops.server.zrem
+    console.log(
+      `  redis-semaphore server time (INFO commandstats): acquire script ${script ? fmt(script.ms) : '?'} per call (its commands included), ` +
+        `release (ZREM) ${zrem ? fmt(zrem.ms) : '?'}`,
+    )
     if (a.durableOps) {
       const dc = a.durableOps.server.claim
       console.log(`  with fsync per commit: claim() ${fmt(dc.ms)} per call (the commit's WAL flush comes after it); acquire median ${fmt(a.durableOps.acq)} vs redis-semaphore ${fmt(b.durableOps.acq)}`)
@@ -343,7 +343,7 @@ export async function runPostgres(o) {
       `\nsettings: postgres store ttlMs ${o.ttlMs} (skew rounds: ${o.skewTtlMs}), witness 'session'; redis-semaphore Semaphore(limit 1), lockTimeout ${o.redisLockTimeout} ms, ` +
         `refreshInterval ${Math.round(o.redisLockTimeout / 3)} ms, retryInterval ${REDIS_RETRY_MS} ms`,
     )
-    console.log(`servers: PostgreSQL ${pgVersion} (unix socket; fsync, synchronous_commit, full_page_writes off until the fsync pass); ${redisServerVersion()} (unix socket, no persistence until the fsync pass: appendfsync always)`)
+    console.log(`servers: PostgreSQL ${pgVersion} (unix socket, tmpfs, fsync off as in the tests; the fsync pass: a second cluster on disk with fsync, full_page_writes and synchronous_commit on); ${redisServerVersion()} (unix socket, no persistence until the fsync pass: appendfsync always)`)
     console.log(`machine: ${cpus().length} cores, load average ${load0.map((l) => l.toFixed(2)).join(' ')} at start, ${load1.map((l) => l.toFixed(2)).join(' ')} at end`)
     console.log(`command: node bench/lease.mjs ${process.argv.slice(2).join(' ')}`.trimEnd())
   }
