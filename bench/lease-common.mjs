@@ -36,13 +36,13 @@ export function start(role, impl, target, arg = '', stdin = 'ignore', onEvent = 
 }
 
 /**
- * Hand-off: four processes; one holds, three wait idle. The holder is told to release; the time
+ * Hand-off: `procs` processes (four); one holds, the others wait idle. The holder is told to release; the time
  * from its release to the next grant is one hand-off. Then the new holder is told, and so on.
  */
-export async function handoff(impl, target, rounds) {
+export async function handoff(impl, target, rounds, procs = 4) {
   const queue = []
   let notify = null
-  const workers = Array.from({ length: 4 }, (_, id) =>
+  const workers = Array.from({ length: procs }, (_, id) =>
     start('pingpong', impl, target, '', 'pipe', (e) => {
       if (e.ev !== 'grant') return
       queue.push({ id, e })

@@ -5,9 +5,9 @@
 //
 // Measures, for each: uncontended acquire+release per second (and, at the end, the same with
 // per-commit fsync on both servers), where the claim's time goes on the server, hand-off between
-// 4 processes on limit 1, recovery after SIGKILL of a holder, a waiter's CPU, and rounds of a
+// 4 processes (and 2) on limit 1, recovery after SIGKILL of a holder, a waiter's CPU, and rounds of a
 // skewed-clock client against a live holder (double holds counted).
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
@@ -62,6 +62,8 @@ export async function runPostgres(o) {
       process.stderr.write(`measuring ${impl}…\n`)
       r[impl].ops = await uncontended(impl, cluster.connectionString, admin)
       r[impl].handoff = await handoff(impl, spec(impl, 'handoff'), o.rounds)
+      // One waiter: no herd of waiters woken by the same release.
+      r[impl].handoff2 = await handoff(impl, spec(impl, 'handoff'), o.rounds, 2)
       r[impl].recovery = await recovery(impl)
       r[impl].cpu = await idleCpu(impl, spec(impl, 'cpu'))
     }
@@ -91,6 +93,10 @@ export async function runPostgres(o) {
       r[RS].durableOps = await uncontended(RS)
     }
     report(r, rtt, skew, pgVersion, load0)
+    if (o.json) {
+      const load1 = loadavg()
+      writeFileSync(o.json, `${JSON.stringify({ results: r, rtt, skew, pgVersion, load: [load0, load1], options: o, argv: process.argv.slice(2) }, null, 1)}\n`)
+    }
   } finally {
     redisAdmin.disconnect()
     await admin.end().catch(() => undefined)
@@ -300,6 +306,7 @@ export async function runPostgres(o) {
     rows.push(
       ['hand-off, 4 procs, median', fmt(a.handoff.median), fmt(b.handoff.median), `${(b.handoff.median / a.handoff.median).toFixed(2)}× (>1: faster)`],
       ['hand-off, 4 procs, p99', fmt(a.handoff.p99), fmt(b.handoff.p99), `${(b.handoff.p99 / a.handoff.p99).toFixed(2)}×`],
+      ['hand-off, 2 procs, median', fmt(a.handoff2.median), fmt(b.handoff2.median), `${(b.handoff2.median / a.handoff2.median).toFixed(2)}×`],
       ['recovery after SIGKILL, median', fmt(a.recovery.median), fmt(b.recovery.median), `${x(b.recovery.median / a.recovery.median)} faster`],
       ['recovery after SIGKILL, worst', fmt(a.recovery.max), fmt(b.recovery.max), `${x(b.recovery.max / a.recovery.max)} faster`],
       ['CPU of a waiter over a 2 s wait', fmt(a.cpu), fmt(b.cpu), `${(b.cpu / Math.max(a.cpu, 0.001)).toFixed(1)}× less`],

@@ -3,6 +3,8 @@
 //   --store postgres: the PostgreSQL store against redis-semaphore on a local redis-server
 //     (bench/lease-postgres.mjs; starts a throwaway PostgreSQL cluster and redis-server itself).
 // Usage: npm run bench:lease [-- --store postgres] [-- --seconds 2 --rounds 20 --recoveries 5]
+//   postgres mode also: --ttl-ms 15000 --redis-lock-timeout 1500 --skew-keys 20 --skew-ttl-ms 2000
+//   --skip-durable (no fsync pass) --json FILE (raw results)
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,7 +24,8 @@ const { values } = parseArgs({
     'redis-lock-timeout': { type: 'string', default: '1500' },
     'skew-keys': { type: 'string', default: '20' },
     'skew-ttl-ms': { type: 'string', default: '2000' },
-    durable: { type: 'boolean', default: true },
+    'skip-durable': { type: 'boolean', default: false },
+    json: { type: 'string' },
   },
 })
 const SECONDS = Number(values.seconds)
@@ -39,7 +42,8 @@ if (values.store === 'postgres') {
     redisLockTimeout: Number(values['redis-lock-timeout']),
     skewKeys: Number(values['skew-keys']),
     skewTtlMs: Number(values['skew-ttl-ms']),
-    durable: values.durable,
+    durable: !values['skip-durable'],
+    json: values.json,
   })
   process.exit(0)
 } else if (values.store !== 'file') {
