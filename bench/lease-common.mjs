@@ -11,8 +11,11 @@ export const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 1 ? ms.toFixed(2) 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /** Spawns bench/lease-worker.mjs in `role`; `next(name)` resolves with its next event of that name. */
-export function start(role, impl, target, arg = '', stdin = 'ignore', onEvent = () => {}) {
-  const child = spawn(process.execPath, [WORKER, role, impl, target, String(arg)], { stdio: [stdin, 'pipe', 'inherit'] })
+export function start(role, impl, target, arg = '', onEvent = () => {}) {
+  // stdin is a pipe for every worker: commands for some, and for all the end of this process
+  // (EOF), however it ends, so that no worker outlives a killed run.
+  const child = spawn(process.execPath, [WORKER, role, impl, target, String(arg)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  child.stdin.on('error', () => {})
   const events = []
   const waiters = []
   createInterface({ input: child.stdout }).on('line', (line) => {
@@ -43,7 +46,7 @@ export async function handoff(impl, target, rounds, procs = 4) {
   const queue = []
   let notify = null
   const workers = Array.from({ length: procs }, (_, id) =>
-    start('pingpong', impl, target, '', 'pipe', (e) => {
+    start('pingpong', impl, target, '', (e) => {
       if (e.ev !== 'grant') return
       queue.push({ id, e })
       notify?.()

@@ -261,14 +261,14 @@ export async function runPostgres(o) {
       const base = impl === PG ? { ttlMs: o.skewTtlMs } : {}
       const holderSpec = spec(impl, 'skew', base)
       const keyPrefix = JSON.parse(holderSpec).key
-      const holder = start('skew-holder', impl, holderSpec, o.skewKeys, 'pipe')
+      const holder = start('skew-holder', impl, holderSpec, o.skewKeys)
       await holder.next('held')
       const contenderSpec = JSON.stringify({ ...JSON.parse(holderSpec), key: keyPrefix, skew, waitMs: 3 * ttl })
       let doubles = 0
       let grants = 0
       let lostFirst = 0
       const checks = []
-      const contender = start('skew-contender', impl, contenderSpec, o.skewKeys, 'pipe', (e) => {
+      const contender = start('skew-contender', impl, contenderSpec, o.skewKeys, (e) => {
         if (e.ev !== 'grant') return
         grants++
         holder.child.stdin.write(`check ${e.i}\n`)

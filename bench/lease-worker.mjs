@@ -14,6 +14,8 @@ const [role, impl, root, arg] = process.argv.slice(2)
 const now = () => process.hrtime.bigint().toString()
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n')
 const networked = impl === 'postgres' || impl === 'redis-semaphore'
+// The parent holds our stdin open while it lives: EOF means it is gone, and so is the benchmark.
+process.stdin.on('end', () => process.exit(0)).resume()
 const spec = networked ? JSON.parse(root) : null
 
 // proper-lockfile at its most aggressive: the minimum stale time it allows (2 s) and a

@@ -44,6 +44,11 @@ if (values.store === 'postgres') {
     skewTtlMs: Number(values['skew-ttl-ms']),
     durable: !values['skip-durable'],
     json: values.json,
+  }).catch((err) => {
+    // Nothing to debug in a missing server: say what to install, without a stack trace.
+    if (err?.code !== 'ENOREDIS') throw err
+    process.stderr.write(`bench:lease: ${err.message}\n`)
+    process.exit(1)
   })
   process.exit(0)
 } else if (values.store !== 'file') {

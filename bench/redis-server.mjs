@@ -6,7 +6,8 @@
 //   node bench/redis-server.mjs          starts one, prints { socket, pid, version }, stops on Ctrl-C
 //
 // Clean-up: the server runs under a small sh guardian reading a pipe held open by this process;
-// when this process ends in any way, SIGKILL included, the guardian stops the server.
+// when this process ends in any way, SIGKILL included, the guardian stops the server and removes
+// its directory.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
@@ -21,7 +22,7 @@ export const INSTALL_HINT = 'apt-get update && apt-get install -y redis-server'
 export function redisServerVersion() {
   const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
   if (r.error && /** @type {NodeJS.ErrnoException} */ (r.error).code === 'ENOENT') {
-    throw new Error(`redis-server is not installed; on Debian or Ubuntu, as root: ${INSTALL_HINT}`)
+    throw Object.assign(new Error(`redis-server is not installed; on Debian or Ubuntu, as root: ${INSTALL_HINT}`), { code: 'ENOREDIS' })
   }
   if (r.error) throw r.error
   if (r.status !== 0) throw new Error(`redis-server --version failed (${r.status ?? r.signal}): ${r.stderr}`)
@@ -30,11 +31,14 @@ export function redisServerVersion() {
 
 // The server writes nothing to disk and listens on no TCP port. `"$@"` keeps the arguments intact.
 const GUARD_SCRIPT = `
+dir=$1
+shift
 redis-server "$@" &
 pid=$!
 read -r line
 kill -TERM "$pid" 2>/dev/null
 wait "$pid"
+rm -rf "$dir"
 `
 
 function ping(socket) {
@@ -62,7 +66,7 @@ export async function startRedis() {
   const dir = mkdtempSync(join(tmpdir(), 'proclease-redis-'))
   const socket = join(dir, 'redis.sock')
   const args = ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', join(dir, 'redis.log')]
-  const guard = spawn('sh', ['-c', GUARD_SCRIPT, 'proclease-redis-guard', ...args], { stdio: ['pipe', 'ignore', 'inherit'] })
+  const guard = spawn('sh', ['-c', GUARD_SCRIPT, 'proclease-redis-guard', dir, ...args], { stdio: ['pipe', 'ignore', 'inherit'] })
   guard.stdin.on('error', () => {})
   const exited = new Promise((resolve) => guard.once('exit', resolve))
   let gone = false
