@@ -325,10 +325,15 @@ export async function stop(cluster, { mode = 'fast', keep = false } = {}) {
   if (!signal) throw new Error(`unknown stop mode ${mode}`)
   const pm = readPostmasterPid(info.dataDir)
   if (pm) {
-    try {
-      process.kill(pm.pid, signal)
-    } catch (err) {
-      if (!isErrno(err, 'ESRCH')) throw err
+    signalIfThere(pm.pid, signal)
+    // A paused server (a test that failed before resuming it) must act on the signal now.
+    if (alive(pm.pid)) {
+      try {
+        resume(info)
+      } catch (err) {
+        // Gone meanwhile (postmaster.pid removed): nothing left to resume.
+        if (readPostmasterPid(info.dataDir)) throw err
+      }
     }
     await waitGone(info.dataDir, pm.pid)
   }
@@ -392,14 +397,24 @@ export function serverPids(cluster) {
   return [pm.pid, ...kids]
 }
 
+// A server process may exit between the /proc scan and the signal (a backend whose client left):
+// nothing to signal then.
+function signalIfThere(pid, signal) {
+  try {
+    process.kill(pid, signal)
+  } catch (err) {
+    if (!isErrno(err, 'ESRCH')) throw err
+  }
+}
+
 /** SIGSTOPs the postmaster (first, so it starts nothing new) and then every child. */
 export function pause(cluster) {
-  for (const pid of serverPids(cluster)) process.kill(pid, 'SIGSTOP')
+  for (const pid of serverPids(cluster)) signalIfThere(pid, 'SIGSTOP')
 }
 
 /** SIGCONTs the children and then the postmaster. */
 export function resume(cluster) {
-  for (const pid of serverPids(cluster).reverse()) process.kill(pid, 'SIGCONT')
+  for (const pid of serverPids(cluster).reverse()) signalIfThere(pid, 'SIGCONT')
 }
 
 // ---- CLI -------------------------------------------------------------------------------------
