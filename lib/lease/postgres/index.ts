@@ -36,6 +36,8 @@ import { Listener, SessionLockWaiter } from './watch.js'
 
 export type { PostgresStoreOptions, PostgresConnection } from './options.js'
 
+const MIGRATE_LOCK_TIMEOUT_MS = 30_000
+
 interface PgHandle {
   key: string
   token: string
@@ -97,7 +99,7 @@ export class PostgresStore implements LeaseStore {
   // ---- sessions ------------------------------------------------------------------------
 
   private openSession(purpose: string, onDead: (err: Error) => void): Promise<Session> {
-    return Session.open({ connection: this.o.connection, ttlMs: this.o.ttlMs, purpose: `${purpose} ${this.id}`, onDead })
+    return Session.open({ connection: this.o.connection, ttlMs: this.o.ttlMs, callTimeoutMs: this.o.callTimeoutMs, purpose: `${purpose} ${this.id}`, onDead })
   }
 
   /** The session that claims, holds (its advisory locks are the session witness) and renews. */
@@ -116,7 +118,8 @@ export class PostgresStore implements LeaseStore {
             }
             this.pooled = true
           }
-          if (this.o.migrate) await migrate(s, this.o.schema)
+          // A migration waits up to its own lock timeout (30 s) behind a concurrent one.
+          if (this.o.migrate) await migrate(s.bounded(MIGRATE_LOCK_TIMEOUT_MS + this.o.callTimeoutMs), this.o.schema, { lockTimeoutMs: MIGRATE_LOCK_TIMEOUT_MS })
           return s
         } catch (err) {
           await s.end()

@@ -2,6 +2,10 @@
 // listener is on from connect to end (an unhandled one would kill the process), the session's
 // own limits travel in its startup packet, and its socket keeps the process alive only while a
 // query is in flight. A session that fails is dead for good: its owner learns it once.
+// Every call is bounded on this side too: a server that stops answering (paused, or a TCP peer
+// gone silent) would otherwise leave the call, and everyone queued behind it on this session,
+// waiting forever. A call that outlives its bound abandons the session: its socket is destroyed
+// (so a late answer can grant nothing to nobody) and the session is dead.
 import { LeaseError } from '../../errors.js'
 import type { PostgresConnection } from './options.js'
 import type { Queryable } from './queryable.js'
@@ -14,7 +18,7 @@ interface PgClient extends Queryable {
   on(event: 'end', listener: () => void): unknown
   on(event: 'notification', listener: (msg: { channel: string; payload?: string }) => void): unknown
   readonly processID?: number | null
-  readonly connection?: { stream?: { ref?: () => void; unref?: () => void } }
+  readonly connection?: { stream?: { ref?: () => void; unref?: () => void; destroy?: () => void } }
 }
 
 type PgClientConstructor = new (config: Record<string, unknown>) => PgClient
@@ -43,6 +47,17 @@ export interface SessionSettings {
   ttlMs: number
   purpose: string
   onDead: (err: Error) => void
+  /** How long one call may go unanswered before the session is abandoned (ms). */
+  callTimeoutMs: number
+}
+
+/** The error of a call the server did not answer in time: an outage (see errors.ts isOutage). */
+export class UnansweredError extends Error {
+  readonly code = 'ETIMEDOUT'
+  constructor(ms: number) {
+    super(`PostgreSQL did not answer within ${ms} ms; the session is abandoned (timeout expired)`)
+    this.name = 'UnansweredError'
+  }
 }
 
 export class Session implements Queryable {
@@ -53,6 +68,8 @@ export class Session implements Queryable {
   private constructor(
     readonly client: PgClient,
     private readonly onDead: (err: Error) => void,
+    /** Default bound of one call. */
+    readonly callTimeoutMs: number,
   ) {}
 
   /** Connects a new session with its settings; rejects (and leaves nothing open) on failure. */
@@ -84,7 +101,7 @@ export class Session implements Queryable {
       await client.end().catch(() => undefined)
       throw err
     }
-    session = new Session(client, s.onDead)
+    session = new Session(client, s.onDead, s.callTimeoutMs)
     session.idle()
     if (early.length > 0) session.die(early[0] as Error)
     return session
@@ -94,16 +111,37 @@ export class Session implements Queryable {
     return !this.dead && !this.ended
   }
 
-  async query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> {
+  /** One call, answered within `timeoutMs` (default callTimeoutMs) or the session is abandoned. */
+  async query(text: string, values?: unknown[], timeoutMs: number = this.callTimeoutMs): Promise<{ rows: unknown[] }> {
     if (!this.alive) throw Object.assign(new Error('Connection terminated: the session is gone'), { code: 'ECONNRESET' })
     this.inFlight++
     this.client.connection?.stream?.ref?.()
+    let timer: NodeJS.Timeout | undefined
     try {
-      return await this.client.query(text, values)
+      const unanswered = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const err = new UnansweredError(timeoutMs)
+          this.abandon(err)
+          reject(err)
+        }, timeoutMs)
+      })
+      return await Promise.race([this.client.query(text, values), unanswered])
     } finally {
+      clearTimeout(timer)
       this.inFlight--
       this.idle()
     }
+  }
+
+  /** The same session with another bound per call (a migration may wait long on its locks). */
+  bounded(timeoutMs: number): Queryable {
+    return { query: (text, values) => this.query(text, values, timeoutMs) }
+  }
+
+  /** Gives the session up at once: dead to its owner, socket destroyed (no goodbye to wait for). */
+  private abandon(err: Error): void {
+    this.die(err)
+    this.client.connection?.stream?.destroy?.()
   }
 
   /** A quiet session never keeps the process alive by itself. */
@@ -117,9 +155,24 @@ export class Session implements Queryable {
     this.onDead(err)
   }
 
+  /**
+   * Says goodbye and waits for the server to close; a server that does not (paused, partitioned)
+   * gets its socket destroyed after callTimeoutMs: ending never hangs.
+   */
   async end(): Promise<void> {
     if (this.ended) return
     this.ended = true
-    await this.client.end().catch(() => undefined)
+    let timer: NodeJS.Timeout | undefined
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.client.connection?.stream?.destroy?.()
+        resolve()
+      }, this.callTimeoutMs)
+    })
+    try {
+      await Promise.race([this.client.end().catch(() => undefined), bound])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 }
