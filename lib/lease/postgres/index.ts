@@ -31,7 +31,7 @@ import { Heartbeat } from './heartbeat.js'
 import { type NormalizedPostgresOptions, type PostgresStoreOptions, normalizePostgresOptions } from './options.js'
 import { detectPooler } from './pooler.js'
 import { migrate } from './schema.js'
-import { Session } from './session.js'
+import { Session, holderSettings } from './session.js'
 import { Listener, SessionLockWaiter } from './watch.js'
 
 export type { PostgresStoreOptions, PostgresConnection } from './options.js'
@@ -69,11 +69,17 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
 export interface PostgresStoreSeams {
   /** This process's monotonic clock in ms (default performance.now): a skewed client in tests. */
   now?: () => number
+  /**
+   * The holder session's server settings (default holderSettings(ttl): keepalives of about two
+   * TTLs, idle_session_timeout = 0). Tests give aggressive ones to show what the defaults prevent.
+   */
+  holderSettings?: (ttlMs: number) => Record<string, string>
 }
 
 export class PostgresStore implements LeaseStore {
   private readonly o: NormalizedPostgresOptions
   private readonly now: () => number
+  private readonly holderSettings: (ttlMs: number) => Record<string, string>
   private holderSession: Promise<Session> | null = null
   private listener: Promise<Listener | null> | null = null
   private readonly observed = new Map<string, Map<string, Observed>>()
@@ -88,6 +94,7 @@ export class PostgresStore implements LeaseStore {
   constructor(options: PostgresStoreOptions, seams: PostgresStoreSeams = {}) {
     this.o = normalizePostgresOptions(options)
     this.now = seams.now ?? (() => performance.now())
+    this.holderSettings = seams.holderSettings ?? holderSettings
   }
 
   /** The settings in force (after defaults), for diagnostics. */
@@ -116,7 +123,10 @@ export class PostgresStore implements LeaseStore {
                 "a connection pooler sits between proclease and PostgreSQL (the backend pid it announced is not the session's): a transaction-mode pooler breaks session locks. Connect directly, declare a session-mode pooler with pooler: 'session', or use witness: 'none' (expiry only)",
               )
             }
+            // Session settings would land on a server session other clients share: none.
             this.pooled = true
+          } else {
+            await s.apply(this.holderSettings(this.o.ttlMs))
           }
           // A migration waits up to its own lock timeout (30 s) behind a concurrent one.
           if (this.o.migrate) await migrate(s.bounded(MIGRATE_LOCK_TIMEOUT_MS + this.o.callTimeoutMs), this.o.schema, { lockTimeoutMs: MIGRATE_LOCK_TIMEOUT_MS })

@@ -43,12 +43,30 @@ export function loadPg(): Promise<PgClientConstructor> {
 
 export interface SessionSettings {
   connection: { connectionString: string } | PostgresConnection
-  /** Sets the server's TCP keepalives of this session: it must not drop a silent holder before its TTL. */
+  /** Paces the client's own TCP keepalives and bounds connecting. */
   ttlMs: number
   purpose: string
   onDead: (err: Error) => void
   /** How long one call may go unanswered before the session is abandoned (ms). */
   callTimeoutMs: number
+}
+
+/**
+ * The server settings of a holder session. The server gives up on a silent session only after
+ * idle + interval * count >= 2 TTLs, by which time the holder has long aborted its lease.signal;
+ * idle_session_timeout = 0: an idle holder's session (and with it the session witness) must
+ * never be closed by the server. Set with set_config once the session is known to lead straight
+ * to a server (or through a declared session pooler), never in the startup packet: PgBouncer
+ * refuses a startup `options` parameter outright, so the store could not even say "pooler".
+ */
+export function holderSettings(ttlMs: number): Record<string, string> {
+  const ttlS = Math.max(1, Math.ceil(ttlMs / 1000))
+  return {
+    idle_session_timeout: '0',
+    tcp_keepalives_idle: String(ttlS),
+    tcp_keepalives_interval: String(Math.max(1, Math.ceil(ttlS / 3))),
+    tcp_keepalives_count: '3',
+  }
 }
 
 /** The error of a call the server did not answer in time: an outage (see errors.ts isOutage). */
@@ -75,14 +93,8 @@ export class Session implements Queryable {
   /** Connects a new session with its settings; rejects (and leaves nothing open) on failure. */
   static async open(s: SessionSettings): Promise<Session> {
     const Client = await loadPg()
-    const ttlS = Math.max(1, Math.ceil(s.ttlMs / 1000))
-    // The server gives up on a silent session only after idle + interval * count >= 2 TTLs, by
-    // which time the holder has long aborted its lease.signal. idle_session_timeout = 0: an idle
-    // holder's session (and with it the session witness) must never be closed by the server.
-    const options = `-c idle_session_timeout=0 -c tcp_keepalives_idle=${ttlS} -c tcp_keepalives_interval=${Math.max(1, Math.ceil(ttlS / 3))} -c tcp_keepalives_count=3`
     const client = new Client({
       ...s.connection,
-      options,
       application_name: `proclease ${s.purpose}`,
       keepAlive: true,
       keepAliveInitialDelayMillis: Math.max(1000, Math.floor(s.ttlMs / 3)),
@@ -131,6 +143,14 @@ export class Session implements Queryable {
       this.inFlight--
       this.idle()
     }
+  }
+
+  /** Applies session-level server settings (name → value) in one round trip. */
+  async apply(settings: Record<string, string>): Promise<void> {
+    const names = Object.keys(settings)
+    if (names.length === 0) return
+    const calls = names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`).join(', ')
+    await this.query(`SELECT ${calls}`, names.flatMap((n) => [n, settings[n] as string]))
   }
 
   /** The same session with another bound per call (a migration may wait long on its locks). */
