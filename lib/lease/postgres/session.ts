@@ -53,19 +53,25 @@ export interface SessionSettings {
 
 /**
  * The server settings of a holder session. The server gives up on a silent session only after
- * idle + interval * count >= 2 TTLs, by which time the holder has long aborted its lease.signal;
+ * idle + interval * count >= 2 TTLs, by which time the holder has long aborted its lease.signal.
+ * Keepalives run only while nothing is unacknowledged: when the link drops with an answer on its
+ * way (a renewal's), TCP retransmits instead, for as long as tcp_user_timeout allows — which an
+ * operator may have set low server-wide; the session sets it to the same two TTLs.
  * idle_session_timeout = 0: an idle holder's session (and with it the session witness) must
  * never be closed by the server. Set with set_config once the session is known to lead straight
  * to a server (or through a declared session pooler), never in the startup packet: PgBouncer
  * refuses a startup `options` parameter outright, so the store could not even say "pooler".
  */
 export function holderSettings(ttlMs: number): Record<string, string> {
-  const ttlS = Math.max(1, Math.ceil(ttlMs / 1000))
+  const idleS = Math.max(1, Math.ceil(ttlMs / 1000))
+  const intervalS = Math.max(1, Math.ceil(idleS / 3))
+  const count = 3
   return {
     idle_session_timeout: '0',
-    tcp_keepalives_idle: String(ttlS),
-    tcp_keepalives_interval: String(Math.max(1, Math.ceil(ttlS / 3))),
-    tcp_keepalives_count: '3',
+    tcp_keepalives_idle: String(idleS),
+    tcp_keepalives_interval: String(intervalS),
+    tcp_keepalives_count: String(count),
+    tcp_user_timeout: String((idleS + intervalS * count) * 1000),
   }
 }
 

@@ -22,7 +22,9 @@ let cluster: Cluster | null = null
 beforeAll(async () => {
   if (!isRoot) return
   net = createNetns()
-  cluster = await start({ listen: { address: net.hostAddress, clients: `${net.nsAddress}/32` } })
+  // An operator's tcp_user_timeout of 1 s: a server session with unacknowledged data is dropped
+  // after 1 s of silence unless the session says otherwise (see the in-flight tests below).
+  cluster = await start({ listen: { address: net.hostAddress, clients: `${net.nsAddress}/32` }, settings: { tcp_user_timeout: '1000' } })
 })
 afterAll(async () => {
   removeLeaseLib()
@@ -130,6 +132,62 @@ describe('PostgreSQL store: a TCP partition between one holder and the server', 
     const r = await round(o, tcp, seams, false)
     console.info(`[partition] negative twin: the holder’s last held() came ${r.overlapMs.toFixed(0)} ms after the waiter’s grant`, JSON.stringify(r))
     expect(r.overlapMs).toBeGreaterThan(0)
+  })
+
+  /**
+   * The partition cuts the holder off while the server's answer to its renewal is on the way: the
+   * renewal is held back by a row lock until the link is down, so the answer is unacknowledged
+   * data, which TCP keepalives do not cover (tcp_user_timeout does). Is the waiter granted before
+   * the holder's lost notice?
+   */
+  async function answerInFlight(seams: Record<string, unknown>): Promise<{ grantedBeforeLost: boolean; lost: unknown }> {
+    const n = net as Netns
+    const c = cluster as Cluster
+    // ttl 4 s: renewal due 1.3 s after the grant, the holder's deadline 3.2 s after it.
+    const o = await setup(c.connectionString, { ttlMs: 4000 })
+    const k = key()
+    const h = await holder({ ...o, connectionString: c.tcpConnectionString as string }, { wrap: n.wrap, seams })
+    expect(await h.call({ op: 'acquire', opts: { key: k, limit: 1 } })).toMatchObject({ ev: 'acquired' })
+    const admin = await connect(c.connectionString)
+    const store = open(o)
+    const stopWaiting = new AbortController()
+    let grantedAt: number | null = null
+    const waiting = acquireLease({ key: k, limit: 1, store, waitMs: 30_000, signal: stopWaiting.signal }).then(
+      (l) => {
+        grantedAt = monoMs()
+        return l
+      },
+      (err: unknown) => err,
+    )
+    await pollUntilAsync('the waiter to block on the holder’s session lock', async () => {
+      const r = await admin.query(`SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'proclease waiter%' AND wait_event_type = 'Lock'`)
+      return r.rows.length > 0
+    })
+    const locker = await connect(c.connectionString)
+    await locker.query('BEGIN')
+    await locker.query(`SELECT 1 FROM "${o.schema}".holds WHERE key = $1 FOR UPDATE`, [k])
+    await pollUntilAsync('the holder’s renewal to wait on the row lock', async () => {
+      const r = await admin.query(`SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'proclease holder%' AND client_addr = $1 AND wait_event_type = 'Lock'`, [n.nsAddress])
+      return r.rows.length > 0
+    })
+    n.partition()
+    await locker.query('COMMIT')
+    const lost = await h.expect('lost')
+    const grantedBeforeLost = grantedAt !== null && grantedAt < (lost.at as number)
+    stopWaiting.abort()
+    const w = await waiting
+    if (w !== null && typeof w === 'object' && 'release' in w) await (w as { release(): Promise<boolean> }).release()
+    await h.kill()
+    return { grantedBeforeLost, lost: lost.reason }
+  }
+
+  it.runIf(isRoot)('an answer in flight when the link drops: the server keeps the holder’s session past the holder’s deadline although the operator set tcp_user_timeout = 1 s (needs root: network namespaces)', async () => {
+    expect(await answerInFlight({})).toEqual({ grantedBeforeLost: false, lost: 'expired' })
+  })
+
+  it.runIf(isRoot)('negative twin: keepalives alone (no tcp_user_timeout on the session) let the server drop it 1 s into the partition, and a waiter is granted first (needs root: network namespaces)', async () => {
+    const keepalivesOnly = { idle_session_timeout: '0', tcp_keepalives_idle: '4', tcp_keepalives_interval: '2', tcp_keepalives_count: '3' }
+    expect(await answerInFlight({ holderSettings: keepalivesOnly })).toEqual({ grantedBeforeLost: true, lost: 'expired' })
   })
 
   it.skipIf(isRoot)('skipped: the partition tests need root (network namespaces, veth pairs)', () => undefined)
