@@ -109,6 +109,21 @@ export class PostgresStore implements LeaseStore {
     return Session.open({ connection: this.o.connection, ttlMs: this.o.ttlMs, callTimeoutMs: this.o.callTimeoutMs, purpose: `${purpose} ${this.id}`, onDead })
   }
 
+  /**
+   * A listener or waiter session, with the holder's settings (no idle_session_timeout to close
+   * it while it waits). Opened only when no transaction pooler is in the way.
+   */
+  private async openTuned(purpose: string, onDead: (err: Error) => void): Promise<Session> {
+    const s = await this.openSession(purpose, onDead)
+    try {
+      await s.apply(this.holderSettings(this.o.ttlMs))
+    } catch (err) {
+      await s.end()
+      throw err
+    }
+    return s
+  }
+
   /** The session that claims, holds (its advisory locks are the session witness) and renews. */
   private holder(): Promise<Session> {
     if (this.holderSession === null) {
@@ -357,7 +372,7 @@ export class PostgresStore implements LeaseStore {
         await this.holder() // pooler detection and migration first
         if (this.pooled) return null
         let l: Listener | null = null
-        const s = await this.openSession('listener', () => {
+        const s = await this.openTuned('listener', () => {
           if (this.listener === opening) this.listener = null
           void l?.end()
         })
@@ -390,7 +405,7 @@ export class PostgresStore implements LeaseStore {
     const waiter =
       this.o.witness === 'session'
         ? new SessionLockWaiter(
-            () => this.openSession('waiter', () => undefined),
+            () => this.openTuned('waiter', () => undefined),
             onChange,
           )
         : null

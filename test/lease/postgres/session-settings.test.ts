@@ -41,4 +41,34 @@ describe('PostgreSQL store: the holder session’s settings', () => {
   it('negative twin: without idle_session_timeout = 0 the server drops the holder session and the hold is lost', async () => {
     expect((await scenario(false)).reason).toBe('connection_lost')
   })
+
+  it('a waiter’s listener and session-lock sessions outlive idle gaps too (no reconnecting while it waits)', async () => {
+    const cluster: Cluster = ownCluster(await start({ settings: { idle_session_timeout: '300ms' } }))
+    const o = await setup(cluster.connectionString, { ttlMs: 3000 })
+    const k = key()
+    const lease = await acquireLease({ key: k, limit: 1, store: open(o) })
+    const waiting = acquireLease({ key: k, limit: 1, store: open(o), waitMs: 30_000 })
+    const admin = await connect(cluster.connectionString)
+    const sessions = async (): Promise<string[]> => {
+      const r = await admin.query<{ s: string }>(
+        `SELECT application_name || ' ' || pid AS s FROM pg_stat_activity WHERE application_name LIKE 'proclease listener%' OR application_name LIKE 'proclease waiter%' ORDER BY 1`,
+      )
+      return r.rows.map((x) => x.s)
+    }
+    let first: string[] = []
+    await pollUntilAsync('the waiter’s listener and session-lock sessions', async () => {
+      first = await sessions()
+      return first.length === 2
+    })
+    // Two renewals of the holder later (each after a gap > 300 ms), the same two sessions.
+    const renewals = async (): Promise<number> => {
+      const r = await admin.query<{ n: string }>(`SELECT renew_count::text AS n FROM "${o.schema}".holds WHERE key = $1`, [k])
+      return Number(r.rows[0]?.n ?? -1)
+    }
+    const start0 = await renewals()
+    await pollUntilAsync('two more renewals', async () => (await renewals()) >= start0 + 2)
+    expect(await sessions()).toEqual(first)
+    await lease.release()
+    await (await waiting).release()
+  })
 })
