@@ -1,7 +1,7 @@
 // Every node-postgres Client the store uses is opened here and owned by a Session: an `error`
-// listener is on from connect to end (an unhandled one would kill the process), the session's
-// own limits travel in its startup packet, and its socket keeps the process alive only while a
-// query is in flight. A session that fails is dead for good: its owner learns it once.
+// listener is on from connect to end (an unhandled one would kill the process), its server
+// settings are applied by its owner once connected (holderSettings, after the pooler check), and
+// its socket keeps the process alive only while a query is in flight. A session that fails is dead for good: its owner learns it once.
 // Every call is bounded on this side too: a server that stops answering (paused, or a TCP peer
 // gone silent) would otherwise leave the call, and everyone queued behind it on this session,
 // waiting forever. A call that outlives its bound abandons the session: its socket is destroyed
