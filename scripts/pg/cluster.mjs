@@ -173,6 +173,30 @@ function describe(dir) {
   return { dir, dataDir: join(dir, 'data'), socketDir, port: PORT, connectionString }
 }
 
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/
+const IPV4_CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/
+
+/**
+ * TCP as well as the unix socket: `address` (one IPv4 address of this host, e.g. a veth end) and
+ * the clients trusted on it (`clients`, an IPv4 CIDR such as a namespace's address /32). Written
+ * into the data directory, so it holds across restarts.
+ */
+function checkListen(listen) {
+  if (listen === undefined) return null
+  const ok = (m) => m !== null && m.slice(1, 5).every((x) => Number(x) <= 255)
+  if (typeof listen !== 'object' || listen === null || !ok(IPV4.exec(String(listen.address))) || !ok(IPV4_CIDR.exec(String(listen.clients)))) {
+    throw new Error('listen must be { address: "a.b.c.d", clients: "a.b.c.d/n" }')
+  }
+  return { address: listen.address, clients: listen.clients }
+}
+
+function allowClients(dataDir, clients) {
+  const hba = join(dataDir, 'pg_hba.conf')
+  const line = `host all all ${clients} trust`
+  const text = fs.readFileSync(hba, 'utf8')
+  if (!text.split('\n').includes(line)) fs.appendFileSync(hba, `${line}\n`)
+}
+
 /** The postmaster's pid and status from postmaster.pid, or null when there is none. */
 export function readPostmasterPid(dataDir) {
   let text
@@ -241,7 +265,8 @@ function writeState(info) {
 }
 
 function publicInfo(info) {
-  return { dir: info.dir, socketDir: info.socketDir, port: info.port, connectionString: info.connectionString, pid: info.pid, settings: info.settings }
+  const tcp = info.tcpConnectionString ? { tcpConnectionString: info.tcpConnectionString } : {}
+  return { dir: info.dir, socketDir: info.socketDir, port: info.port, connectionString: info.connectionString, ...tcp, pid: info.pid, settings: info.settings }
 }
 
 // Guardian: a shell that reads a pipe held open by this process; EOF means this process is gone
@@ -278,17 +303,22 @@ const guardians = new Map()
  * Starts a cluster. `dir`: where (created if missing; default a new temporary directory).
  * `guard` (default true): stop and remove it when this process ends, however it ends.
  * `settings`: more server settings (name → value), kept across restarts.
+ * `listen`: { address, clients } to listen on TCP too (see checkListen); the result then has
+ * `tcpConnectionString`. Default: the unix socket only.
  */
-export async function start({ dir, guard = true, settings = {} } = {}) {
+export async function start({ dir, guard = true, settings = {}, listen } = {}) {
+  const tcp = checkListen(listen)
   const user = serverUser()
   const t0 = performance.now()
   const root = dir ? resolve(dir) : makeTempDir(user)
   if (dir) makeOwnedDir(root, user)
-  const info = { ...describe(root), settings: { ...settings } }
+  const info = { ...describe(root), settings: { ...settings, ...(tcp ? { listen_addresses: tcp.address } : {}) } }
+  if (tcp) info.tcpConnectionString = `postgresql://postgres@${tcp.address}:${PORT}/postgres`
   const guardian = guard ? spawnGuardian(root) : null
   if (guardian) guardians.set(root, guardian)
   try {
     if (!fs.existsSync(join(info.dataDir, 'PG_VERSION'))) initData(info.dataDir, user)
+    if (tcp) allowClients(info.dataDir, tcp.clients)
     const tInit = performance.now()
     info.pid = await launch(info, user)
     writeState(info)
@@ -325,10 +355,15 @@ export async function stop(cluster, { mode = 'fast', keep = false } = {}) {
   if (!signal) throw new Error(`unknown stop mode ${mode}`)
   const pm = readPostmasterPid(info.dataDir)
   if (pm) {
-    try {
-      process.kill(pm.pid, signal)
-    } catch (err) {
-      if (!isErrno(err, 'ESRCH')) throw err
+    signalIfThere(pm.pid, signal)
+    // A paused server (a test that failed before resuming it) must act on the signal now.
+    if (alive(pm.pid)) {
+      try {
+        resume(info)
+      } catch (err) {
+        // Gone meanwhile (postmaster.pid removed): nothing left to resume.
+        if (readPostmasterPid(info.dataDir)) throw err
+      }
     }
     await waitGone(info.dataDir, pm.pid)
   }
@@ -392,14 +427,24 @@ export function serverPids(cluster) {
   return [pm.pid, ...kids]
 }
 
+// A server process may exit between the /proc scan and the signal (a backend whose client left):
+// nothing to signal then.
+function signalIfThere(pid, signal) {
+  try {
+    process.kill(pid, signal)
+  } catch (err) {
+    if (!isErrno(err, 'ESRCH')) throw err
+  }
+}
+
 /** SIGSTOPs the postmaster (first, so it starts nothing new) and then every child. */
 export function pause(cluster) {
-  for (const pid of serverPids(cluster)) process.kill(pid, 'SIGSTOP')
+  for (const pid of serverPids(cluster)) signalIfThere(pid, 'SIGSTOP')
 }
 
 /** SIGCONTs the children and then the postmaster. */
 export function resume(cluster) {
-  for (const pid of serverPids(cluster).reverse()) process.kill(pid, 'SIGCONT')
+  for (const pid of serverPids(cluster).reverse()) signalIfThere(pid, 'SIGCONT')
 }
 
 // ---- CLI -------------------------------------------------------------------------------------

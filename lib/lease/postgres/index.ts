@@ -31,10 +31,12 @@ import { Heartbeat } from './heartbeat.js'
 import { type NormalizedPostgresOptions, type PostgresStoreOptions, normalizePostgresOptions } from './options.js'
 import { detectPooler } from './pooler.js'
 import { migrate } from './schema.js'
-import { Session } from './session.js'
+import { Session, holderSettings } from './session.js'
 import { Listener, SessionLockWaiter } from './watch.js'
 
 export type { PostgresStoreOptions, PostgresConnection } from './options.js'
+
+const MIGRATE_LOCK_TIMEOUT_MS = 30_000
 
 interface PgHandle {
   key: string
@@ -67,11 +69,17 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
 export interface PostgresStoreSeams {
   /** This process's monotonic clock in ms (default performance.now): a skewed client in tests. */
   now?: () => number
+  /**
+   * The holder session's server settings (default holderSettings(ttl): keepalives of about two
+   * TTLs, idle_session_timeout = 0). Tests give aggressive ones to show what the defaults prevent.
+   */
+  holderSettings?: (ttlMs: number) => Record<string, string>
 }
 
 export class PostgresStore implements LeaseStore {
   private readonly o: NormalizedPostgresOptions
   private readonly now: () => number
+  private readonly holderSettings: (ttlMs: number) => Record<string, string>
   private holderSession: Promise<Session> | null = null
   private listener: Promise<Listener | null> | null = null
   private readonly observed = new Map<string, Map<string, Observed>>()
@@ -86,6 +94,7 @@ export class PostgresStore implements LeaseStore {
   constructor(options: PostgresStoreOptions, seams: PostgresStoreSeams = {}) {
     this.o = normalizePostgresOptions(options)
     this.now = seams.now ?? (() => performance.now())
+    this.holderSettings = seams.holderSettings ?? holderSettings
   }
 
   /** The settings in force (after defaults), for diagnostics. */
@@ -97,7 +106,22 @@ export class PostgresStore implements LeaseStore {
   // ---- sessions ------------------------------------------------------------------------
 
   private openSession(purpose: string, onDead: (err: Error) => void): Promise<Session> {
-    return Session.open({ connection: this.o.connection, ttlMs: this.o.ttlMs, purpose: `${purpose} ${this.id}`, onDead })
+    return Session.open({ connection: this.o.connection, ttlMs: this.o.ttlMs, callTimeoutMs: this.o.callTimeoutMs, purpose: `${purpose} ${this.id}`, onDead })
+  }
+
+  /**
+   * A listener or waiter session, with the holder's settings (no idle_session_timeout to close
+   * it while it waits). Opened only when no transaction pooler is in the way.
+   */
+  private async openTuned(purpose: string, onDead: (err: Error) => void): Promise<Session> {
+    const s = await this.openSession(purpose, onDead)
+    try {
+      await s.apply(this.holderSettings(this.o.ttlMs))
+    } catch (err) {
+      await s.end()
+      throw err
+    }
+    return s
   }
 
   /** The session that claims, holds (its advisory locks are the session witness) and renews. */
@@ -115,9 +139,13 @@ export class PostgresStore implements LeaseStore {
                 "a connection pooler sits between proclease and PostgreSQL (the backend pid it announced is not the session's): a transaction-mode pooler breaks session locks. Connect directly, declare a session-mode pooler with pooler: 'session', or use witness: 'none' (expiry only)",
               )
             }
+            // Session settings would land on a server session other clients share: none.
             this.pooled = true
+          } else {
+            await s.apply(this.holderSettings(this.o.ttlMs))
           }
-          if (this.o.migrate) await migrate(s, this.o.schema)
+          // A migration waits up to its own lock timeout (30 s) behind a concurrent one.
+          if (this.o.migrate) await migrate(s.bounded(MIGRATE_LOCK_TIMEOUT_MS + this.o.callTimeoutMs), this.o.schema, { lockTimeoutMs: MIGRATE_LOCK_TIMEOUT_MS })
           return s
         } catch (err) {
           await s.end()
@@ -345,7 +373,7 @@ export class PostgresStore implements LeaseStore {
         await this.holder() // pooler detection and migration first
         if (this.pooled) return null
         let l: Listener | null = null
-        const s = await this.openSession('listener', () => {
+        const s = await this.openTuned('listener', () => {
           if (this.listener === opening) this.listener = null
           void l?.end()
         })
@@ -378,7 +406,7 @@ export class PostgresStore implements LeaseStore {
     const waiter =
       this.o.witness === 'session'
         ? new SessionLockWaiter(
-            () => this.openSession('waiter', () => undefined),
+            () => this.openTuned('waiter', () => undefined),
             onChange,
           )
         : null

@@ -53,6 +53,13 @@ export interface NormalizedPostgresOptions {
   migrate: boolean
   pooler: 'none' | 'session'
   lockTimeoutMs: number
+  /**
+   * Derived, not an option: how long one server call may go unanswered before its session is
+   * abandoned as unreachable — the longest a healthy call waits on locks, plus half a TTL. A
+   * holder's renewal is sent at least ttl/3 after the previous one, so its local deadline (ttl
+   * less a fifth) always passes first: a holder learns 'expired' before 'connection_lost'.
+   */
+  callTimeoutMs: number
 }
 
 const NAMES = ['connectionString', 'connection', 'schema', 'ttlMs', 'witness', 'migrate', 'pooler', 'lockTimeoutMs'] as const
@@ -102,5 +109,6 @@ export function normalizePostgresOptions(opts: PostgresStoreOptions): Normalized
   const pooler = opts.pooler ?? 'none'
   if (pooler !== 'none' && pooler !== 'session') throw invalid("pooler must be 'none' or 'session'")
   const lockTimeoutMs = opts.lockTimeoutMs === undefined ? Math.min(2000, Math.floor(ttlMs / 4)) : positiveInt(opts.lockTimeoutMs, 'lockTimeoutMs', 1)
-  return { connection, schema, ttlMs, witness, migrate: opts.migrate !== false, pooler, lockTimeoutMs }
+  const callTimeoutMs = lockTimeoutMs + Math.ceil(ttlMs / 2)
+  return { connection, schema, ttlMs, witness, migrate: opts.migrate !== false, pooler, lockTimeoutMs, callTimeoutMs }
 }

@@ -1,7 +1,11 @@
 // Every node-postgres Client the store uses is opened here and owned by a Session: an `error`
-// listener is on from connect to end (an unhandled one would kill the process), the session's
-// own limits travel in its startup packet, and its socket keeps the process alive only while a
-// query is in flight. A session that fails is dead for good: its owner learns it once.
+// listener is on from connect to end (an unhandled one would kill the process), its server
+// settings are applied by its owner once connected (holderSettings, after the pooler check), and
+// its socket keeps the process alive only while a query is in flight. A session that fails is dead for good: its owner learns it once.
+// Every call is bounded on this side too: a server that stops answering (paused, or a TCP peer
+// gone silent) would otherwise leave the call, and everyone queued behind it on this session,
+// waiting forever. A call that outlives its bound abandons the session: its socket is destroyed
+// (so a late answer can grant nothing to nobody) and the session is dead.
 import { LeaseError } from '../../errors.js'
 import type { PostgresConnection } from './options.js'
 import type { Queryable } from './queryable.js'
@@ -14,7 +18,7 @@ interface PgClient extends Queryable {
   on(event: 'end', listener: () => void): unknown
   on(event: 'notification', listener: (msg: { channel: string; payload?: string }) => void): unknown
   readonly processID?: number | null
-  readonly connection?: { stream?: { ref?: () => void; unref?: () => void } }
+  readonly connection?: { stream?: { ref?: () => void; unref?: () => void; destroy?: () => void } }
 }
 
 type PgClientConstructor = new (config: Record<string, unknown>) => PgClient
@@ -39,10 +43,45 @@ export function loadPg(): Promise<PgClientConstructor> {
 
 export interface SessionSettings {
   connection: { connectionString: string } | PostgresConnection
-  /** Sets the server's TCP keepalives of this session: it must not drop a silent holder before its TTL. */
+  /** Paces the client's own TCP keepalives and bounds connecting. */
   ttlMs: number
   purpose: string
   onDead: (err: Error) => void
+  /** How long one call may go unanswered before the session is abandoned (ms). */
+  callTimeoutMs: number
+}
+
+/**
+ * The server settings of a holder session. The server gives up on a silent session only after
+ * idle + interval * count >= 2 TTLs, by which time the holder has long aborted its lease.signal.
+ * Keepalives run only while nothing is unacknowledged: when the link drops with an answer on its
+ * way (a renewal's), TCP retransmits instead, for as long as tcp_user_timeout allows — which an
+ * operator may have set low server-wide; the session sets it to the same two TTLs.
+ * idle_session_timeout = 0: an idle holder's session (and with it the session witness) must
+ * never be closed by the server. Set with set_config once the session is known to lead straight
+ * to a server (or through a declared session pooler), never in the startup packet: PgBouncer
+ * refuses a startup `options` parameter outright, so the store could not even say "pooler".
+ */
+export function holderSettings(ttlMs: number): Record<string, string> {
+  const idleS = Math.max(1, Math.ceil(ttlMs / 1000))
+  const intervalS = Math.max(1, Math.ceil(idleS / 3))
+  const count = 3
+  return {
+    idle_session_timeout: '0',
+    tcp_keepalives_idle: String(idleS),
+    tcp_keepalives_interval: String(intervalS),
+    tcp_keepalives_count: String(count),
+    tcp_user_timeout: String((idleS + intervalS * count) * 1000),
+  }
+}
+
+/** The error of a call the server did not answer in time: an outage (see errors.ts isOutage). */
+export class UnansweredError extends Error {
+  readonly code = 'ETIMEDOUT'
+  constructor(ms: number) {
+    super(`PostgreSQL did not answer within ${ms} ms; the session is abandoned (timeout expired)`)
+    this.name = 'UnansweredError'
+  }
 }
 
 export class Session implements Queryable {
@@ -53,19 +92,15 @@ export class Session implements Queryable {
   private constructor(
     readonly client: PgClient,
     private readonly onDead: (err: Error) => void,
+    /** Default bound of one call. */
+    readonly callTimeoutMs: number,
   ) {}
 
   /** Connects a new session with its settings; rejects (and leaves nothing open) on failure. */
   static async open(s: SessionSettings): Promise<Session> {
     const Client = await loadPg()
-    const ttlS = Math.max(1, Math.ceil(s.ttlMs / 1000))
-    // The server gives up on a silent session only after idle + interval * count >= 2 TTLs, by
-    // which time the holder has long aborted its lease.signal. idle_session_timeout = 0: an idle
-    // holder's session (and with it the session witness) must never be closed by the server.
-    const options = `-c idle_session_timeout=0 -c tcp_keepalives_idle=${ttlS} -c tcp_keepalives_interval=${Math.max(1, Math.ceil(ttlS / 3))} -c tcp_keepalives_count=3`
     const client = new Client({
       ...s.connection,
-      options,
       application_name: `proclease ${s.purpose}`,
       keepAlive: true,
       keepAliveInitialDelayMillis: Math.max(1000, Math.floor(s.ttlMs / 3)),
@@ -84,7 +119,7 @@ export class Session implements Queryable {
       await client.end().catch(() => undefined)
       throw err
     }
-    session = new Session(client, s.onDead)
+    session = new Session(client, s.onDead, s.callTimeoutMs)
     session.idle()
     if (early.length > 0) session.die(early[0] as Error)
     return session
@@ -94,16 +129,45 @@ export class Session implements Queryable {
     return !this.dead && !this.ended
   }
 
-  async query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> {
+  /** One call, answered within `timeoutMs` (default callTimeoutMs) or the session is abandoned. */
+  async query(text: string, values?: unknown[], timeoutMs: number = this.callTimeoutMs): Promise<{ rows: unknown[] }> {
     if (!this.alive) throw Object.assign(new Error('Connection terminated: the session is gone'), { code: 'ECONNRESET' })
     this.inFlight++
     this.client.connection?.stream?.ref?.()
+    let timer: NodeJS.Timeout | undefined
     try {
-      return await this.client.query(text, values)
+      const unanswered = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const err = new UnansweredError(timeoutMs)
+          this.abandon(err)
+          reject(err)
+        }, timeoutMs)
+      })
+      return await Promise.race([this.client.query(text, values), unanswered])
     } finally {
+      clearTimeout(timer)
       this.inFlight--
       this.idle()
     }
+  }
+
+  /** Applies session-level server settings (name → value) in one round trip. */
+  async apply(settings: Record<string, string>): Promise<void> {
+    const names = Object.keys(settings)
+    if (names.length === 0) return
+    const calls = names.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, false)`).join(', ')
+    await this.query(`SELECT ${calls}`, names.flatMap((n) => [n, settings[n] as string]))
+  }
+
+  /** The same session with another bound per call (a migration may wait long on its locks). */
+  bounded(timeoutMs: number): Queryable {
+    return { query: (text, values) => this.query(text, values, timeoutMs) }
+  }
+
+  /** Gives the session up at once: dead to its owner, socket destroyed (no goodbye to wait for). */
+  private abandon(err: Error): void {
+    this.die(err)
+    this.client.connection?.stream?.destroy?.()
   }
 
   /** A quiet session never keeps the process alive by itself. */
@@ -117,11 +181,27 @@ export class Session implements Queryable {
     this.onDead(err)
   }
 
+  /**
+   * Says goodbye and waits for the server to close; a server that does not (paused, partitioned)
+   * gets its socket destroyed after callTimeoutMs: ending never hangs.
+   */
   async end(): Promise<void> {
     if (this.ended) return
     this.ended = true
-    // Held open until the goodbye is through: a caller awaiting end() must not see the process exit first.
+    // Held open until the goodbye is through (a caller awaiting end() must not see the process
+    // exit first), but never longer than one call may take: a paused server never answers.
     this.client.connection?.stream?.ref?.()
-    await this.client.end().catch(() => undefined)
+    let timer: NodeJS.Timeout | undefined
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.client.connection?.stream?.destroy?.()
+        resolve()
+      }, this.callTimeoutMs)
+    })
+    try {
+      await Promise.race([this.client.end().catch(() => undefined), bound])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 }

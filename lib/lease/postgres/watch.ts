@@ -88,7 +88,8 @@ export class SessionLockWaiter {
       const s = await this.session
       if (this.ended) return
       // Shared, and released when the statement ends: it never stands in a claimer's way for long.
-      await s.query('SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)', [lock.classId, lock.objectId])
+      // The server ends the wait at BLOCK_STATEMENT_MS; this side waits that long plus a call's bound.
+      await s.query('SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)', [lock.classId, lock.objectId], BLOCK_STATEMENT_MS + s.callTimeoutMs)
       if (!this.ended) this.onReturn()
     } catch {
       // A timeout or a lost session: the next busy answer blocks again (on a new session).
