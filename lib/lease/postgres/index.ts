@@ -106,7 +106,9 @@ export class PostgresStore implements LeaseStore {
       const opening = (async () => {
         const s = await this.openSession('holder', (err) => this.holderDied(s, err))
         try {
-          const probe = await detectPooler(s.client)
+          // Through the session, which keeps the socket referenced while the query is in flight:
+          // on the idle (unreferenced) socket, a process with nothing else to do would exit mid-query.
+          const probe = await detectPooler({ processID: s.client.processID, query: (text, values) => s.query(text, values) })
           if (probe.pooled && this.o.pooler !== 'session') {
             if (this.o.witness === 'session') {
               throw new LeaseError(

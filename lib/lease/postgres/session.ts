@@ -120,6 +120,9 @@ export class Session implements Queryable {
   async end(): Promise<void> {
     if (this.ended) return
     this.ended = true
+    // Referenced until the connection has closed: on an idle (unreferenced) socket, a process with
+    // nothing else to do would exit before `end()` settles, and `await store.close()` never returns.
+    this.client.connection?.stream?.ref?.()
     await this.client.end().catch(() => undefined)
   }
 }
