@@ -7,3 +7,6 @@ export { acquireWith, leaseInternals, selfHolder } from './lease/engine.js'
 export { normalizeOptions } from './lease/options.js'
 export { storeFor } from './lease/api.js'
 export { judge } from './lease/witness.js'
+// The PostgreSQL schema's migration and its function text (with test-only faults), for the chaos
+// harness's --store postgres runs and their negative controls.
+export { functionsSql, migrate } from './lease/postgres/schema.js'
