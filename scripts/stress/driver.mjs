@@ -66,6 +66,7 @@ export function reproduceCommand(o) {
   if (m?.grants) parts.push(`--min-grants ${m.grants}`)
   if (m?.kills) parts.push(`--min-kills ${m.kills}`)
   if (m?.limitChanges) parts.push(`--min-limit-changes ${m.limitChanges}`)
+  if (m?.restarts) parts.push(`--min-restarts ${m.restarts}`)
   if (m && o.maxSeconds) parts.push(`--max-seconds ${o.maxSeconds}`)
   return parts.join(' ')
 }
@@ -453,7 +454,7 @@ async function chaos(o, cluster) {
   const workDone = () => {
     const m = o.minWork
     if (!m) return true
-    if ((m.kills ?? 0) > work.kills || (m.limitChanges ?? 0) > work.limitChanges) return false
+    if ((m.kills ?? 0) > work.kills || (m.limitChanges ?? 0) > work.limitChanges || (m.restarts ?? 0) > work.restarts) return false
     return (m.grants ?? 0) <= countGrants()
   }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME]
 //                   [--store file|postgres] [--ttl-ms MS]
-//                   [--min-grants N] [--min-kills N] [--min-limit-changes N] [--max-seconds S]
+//                   [--min-grants N] [--min-kills N] [--min-limit-changes N] [--min-restarts N] [--max-seconds S]
 //                   [--stop-timeout MS] [--keep] [--json] [--expect-violation]
 //
 // Runs one chaos run against dist/internal.js (build first: npm run build) and checks it with the
@@ -23,13 +23,13 @@ import { pathToFileURL } from 'node:url'
 import { DEFAULT_INTERNAL, PACKAGE_ROOT, runStress } from './driver.mjs'
 
 const USAGE =
-  'usage: npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME] [--store file|postgres] [--ttl-ms MS] [--min-grants N] [--min-kills N] [--min-limit-changes N] [--max-seconds S] [--stop-timeout MS] [--keep] [--json] [--expect-violation]'
+  'usage: npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME] [--store file|postgres] [--ttl-ms MS] [--min-grants N] [--min-kills N] [--min-limit-changes N] [--min-restarts N] [--max-seconds S] [--stop-timeout MS] [--keep] [--json] [--expect-violation]'
 
 export function parseArgs(argv) {
   const o = {}
   const flags = { keep: false, json: false, expectViolation: false }
   const ints = { '--procs': 'procs', '--seconds': 'seconds', '--limit': 'limit', '--keys': 'keys', '--seed': 'seed', '--stop-timeout': 'stopTimeoutMs', '--max-seconds': 'maxSeconds', '--ttl-ms': 'ttlMs' }
-  const floors = { '--min-grants': 'grants', '--min-kills': 'kills', '--min-limit-changes': 'limitChanges' }
+  const floors = { '--min-grants': 'grants', '--min-kills': 'kills', '--min-limit-changes': 'limitChanges', '--min-restarts': 'restarts' }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a in ints || a in floors) {
@@ -93,7 +93,7 @@ export function formatSummary(res) {
   if (s.work?.minWork) {
     const m = s.work.minWork
     lines.push(
-      `  work floor ${m.grants ?? 0} grants, ${m.kills ?? 0} kills, ${m.limitChanges ?? 0} limit changes: ${s.work.done ? 'reached' : 'NOT REACHED (the run proves little; inconclusive)'}`,
+      `  work floor ${m.grants ?? 0} grants, ${m.kills ?? 0} kills, ${m.limitChanges ?? 0} limit changes${m.restarts ? `, ${m.restarts} server restarts` : ''}: ${s.work.done ? 'reached' : 'NOT REACHED (the run proves little; inconclusive)'}`,
     )
   }
   if (s.rallies?.opened > 0) {
