@@ -89,41 +89,39 @@ function parseTtl(text: string, command: string): number {
 }
 
 /**
- * The URL with its password replaced by `***`, in the user-info part and in a `password=` query
- * parameter. The user-info ends at the last `@` before the path, query or fragment, so a password
- * with a raw `@` in it is masked whole.
+ * Where the password of the URL's user-info part is: [start, end), or null when it has none. The
+ * user-info ends at the last `@` before the query or fragment, so a password with a raw `@` or
+ * `/` in it is found whole.
  */
-export function maskUrl(url: string): string {
-  let out = url
+function passwordSpan(url: string): [number, number] | null {
   const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)
-  if (scheme) {
-    const start = scheme[0].length
-    let queryAt = url.length
-    for (const c of ['?', '#']) {
-      const i = url.indexOf(c, start)
-      if (i !== -1 && i < queryAt) queryAt = i
-    }
-    const at = url.lastIndexOf('@', queryAt - 1)
-    const colon = at >= start ? url.slice(start, at).indexOf(':') : -1
-    if (colon !== -1) out = `${url.slice(0, start + colon)}:***${url.slice(at)}`
+  if (!scheme) return null
+  const start = scheme[0].length
+  let queryAt = url.length
+  for (const c of ['?', '#']) {
+    const i = url.indexOf(c, start)
+    if (i !== -1 && i < queryAt) queryAt = i
   }
-  return out.replace(/([?&]password=)[^&#]*/gi, '$1***')
+  const at = url.lastIndexOf('@', queryAt - 1)
+  const colon = at >= start ? url.slice(start, at).indexOf(':') : -1
+  return colon === -1 ? null : [start + colon + 1, at]
 }
 
-/** Every form of the URL's password that server or driver text could repeat. */
+const QUERY_PASSWORD = /([?&]password=)([^&#]*)/gi
+
+/** The URL with its password replaced by `***`, in the user-info part and in a `password=` query parameter. */
+export function maskUrl(url: string): string {
+  const span = passwordSpan(url)
+  const out = span === null ? url : `${url.slice(0, span[0])}***${url.slice(span[1])}`
+  return out.replace(QUERY_PASSWORD, '$1***')
+}
+
+/** Every form of the URL's password that server or driver text could repeat, longest first. */
 function secretsOf(url: string): string[] {
   const out = new Set<string>()
-  const masked = maskUrl(url)
-  // The characters the mask replaced, by aligning the two strings around the first '***'.
-  const star = masked.indexOf('***')
-  if (star !== -1) {
-    const prefix = masked.slice(0, star)
-    const suffix = masked.slice(star + 3)
-    if (url.startsWith(prefix) && url.endsWith(suffix) && url.length > prefix.length + suffix.length) {
-      out.add(url.slice(prefix.length, url.length - suffix.length))
-    }
-  }
-  for (const m of url.matchAll(/[?&]password=([^&#]*)/gi)) out.add(m[1] as string)
+  const span = passwordSpan(url)
+  if (span !== null) out.add(url.slice(span[0], span[1]))
+  for (const m of url.matchAll(QUERY_PASSWORD)) out.add(m[2] as string)
   for (const s of [...out]) {
     try {
       out.add(decodeURIComponent(s))
@@ -131,16 +129,16 @@ function secretsOf(url: string): string[] {
       // Not percent-encoded text: the raw form is already listed.
     }
   }
-  out.add(url)
   return [...out].filter((s) => s.length > 0).sort((a, b) => b.length - a.length)
 }
 
-/** Replaces every form of the URL's password (and the URL itself) in `text` with `***`. */
+/** Replaces the URL (with its password masked) and every form of its password in `text`. */
 export function redactor(url: string): (text: string) => string {
   const secrets = secretsOf(url)
+  const shown = maskUrl(url)
   return (text) => {
-    let out = text
-    for (const s of secrets) out = out.split(s).join(s === url ? maskUrl(url) : '***')
+    let out = text.split(url).join(shown)
+    for (const s of secrets) out = out.split(s).join('***')
     return out
   }
 }
