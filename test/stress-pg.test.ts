@@ -67,8 +67,11 @@ describe('chaos stress on the PostgreSQL store', () => {
     expect(fs.existsSync(r.runDir)).toBe(false)
   }, 180_000)
 
-  it('negative control: a claim function that admits one holder too many is caught', async () => {
-    const out = await node('control.mjs', ['pgOverAdmit', '--seed', '6', '--attempts', '3', '--json'])
+  it.each([
+    ['pgOverAdmit', 'a claim function that admits one holder too many', 6],
+    ['pgWrongLockKey', 'a session witness that tests the wrong lock (every holder looks gone)', 8],
+  ])('negative control %s: %s is caught', async (name, _what, seed) => {
+    const out = await node('control.mjs', [String(name), '--seed', String(seed), '--attempts', '3', '--json'])
     const r = report<{ verdict: string; attempts: Array<{ runDir: string; violationCounts: Record<string, number> }> }>(out)
     expect({ verdict: r.verdict, logs: r.attempts.map((a) => a.runDir) }).toEqual({ verdict: 'caught', logs: expect.anything() })
     expect(out.code).toBe(0)

@@ -233,6 +233,9 @@ async function withClient(connectionString, fn) {
 async function prepareSchema(internal, connectionString, fault) {
   const { functionsSql, migrate } = await import(pathToFileURL(internal).href)
   await withClient(connectionString, async (client) => {
+    // The throwaway cluster commits asynchronously: an immediate restart early in the run would
+    // otherwise forget the schema, or put the correct functions back in place of a faulty one.
+    await client.query(`SET synchronous_commit = 'local'`)
     await migrate(client, PG_SCHEMA)
     if (fault) await client.query(functionsSql(PG_SCHEMA, [fault]))
   })
