@@ -91,3 +91,6 @@ export function openStore(spec: StoreSpec, seams: StoreSeams = {}): LeaseStore {
     }
   }
 }
+// The PostgreSQL schema's migration and its function text (with test-only faults), for the chaos
+// harness's --store postgres runs and their negative controls.
+export { functionsSql, migrate } from './lease/postgres/schema.js'

@@ -21,11 +21,16 @@ Options:
   --help, -h      help (also: proclease <command> --help)
   --version, -V   print the version
 
+Across hosts: run, status and reclaim take --store postgres://... (default:
+$PROCLEASE_STORE) to keep holds in a PostgreSQL database instead of a lock
+root on this host; there, run's wrapper stays the holder (see run --help).
+
 Examples:
   proclease run --key deploy -- ./deploy.sh
   proclease run --key gpu --limit 2 --wait 600 -- python train.py
   proclease status --verbose
   proclease probe $$
+  proclease run --store postgres://app@db.internal/ops --key deploy -- ./deploy.sh
 `
 
 const COMMANDS: Record<string, { help: string; run: (args: string[], io: Io) => Promise<number> }> = {

@@ -2,21 +2,26 @@
 import { reclaimLeases } from '../lease/api.js'
 import { GATE_WAIT_MS } from '../lease/store.js'
 import { EXIT, type Io, noPositionals, optionalString, parse, parseWaitSeconds, requireString, writeJson, writeLine } from './common.js'
+import { STORE_OPTIONS, chooseStore, storeHelp, withStore } from './store.js'
 import { type JsonKey, keyJson, keyText } from './status.js'
 
-export const RECLAIM_HELP = `Usage: proclease reclaim --key K [--root DIR] [--wait SECONDS] [--dry-run] [--json] [--verbose]
+export const RECLAIM_HELP = `Usage: proclease reclaim --key K [--root DIR | --store URL [--ttl SECONDS] [--schema NAME]]
+                         [--wait SECONDS] [--dry-run] [--json] [--verbose]
 
 Remove the slot records of holders proven gone (both witnesses: the kernel
 lock on the slot is free and the recorded process is dead or unverifiable, or
 a reboot happened). Holders that may be alive (alive, unverifiable without a
 free kernel lock, foreign) are never touched. Every claim does the same sweep,
 so this is an operator's tool: it makes \`status\` tidy, it never frees a slot
-that a claim would not.
+that a claim would not. With --store, the same in a PostgreSQL store: a hold
+goes when its holder's session is gone (and the server has not restarted
+since it was taken).
 
 Options:
   --key K        the key to sweep
   --root DIR     lock root (default: $XDG_RUNTIME_DIR/proclease, else
                  <tmpdir>/proclease-<uid>)
+${storeHelp(17)}
   --wait SECONDS how long to wait for a key another process is changing
                  (default 10); then the key is reported as frozen (key_frozen)
   --dry-run, -n  report what would be removed, remove nothing
@@ -41,6 +46,7 @@ export async function reclaimCommand(args: string[], io: Io): Promise<number> {
   const parsed = parse('reclaim', args, {
     key: { type: 'string' },
     root: { type: 'string' },
+    ...STORE_OPTIONS,
     wait: { type: 'string' },
     'dry-run': { type: 'boolean', short: 'n' },
     json: { type: 'boolean' },
@@ -53,29 +59,32 @@ export async function reclaimCommand(args: string[], io: Io): Promise<number> {
   }
   noPositionals(parsed, 'reclaim')
   const key = requireString(parsed.values, 'key', 'reclaim')
-  const lockRoot = optionalString(parsed.values, 'root', 'reclaim')
+  const choice = chooseStore(parsed.values, 'reclaim')
   const verbose = parsed.values.verbose === true
   const dryRun = parsed.values['dry-run'] === true
   const waitMs = parseWaitSeconds(optionalString(parsed.values, 'wait', 'reclaim'), 'reclaim') ?? GATE_WAIT_MS
-  const report = await reclaimLeases({ key, lockRoot, dryRun, verbose, waitMs })
-  const out: ReclaimJson = {
-    version: 1,
-    key: report.key,
-    dryRun: report.dryRun,
-    reclaimed: report.reclaimed.map((r) => (verbose && r.pid !== undefined ? { slot: r.slot, pid: r.pid } : { slot: r.slot })),
-    remaining: keyJson(report.status, verbose, Date.now()),
-  }
-  if (parsed.values.json === true) {
-    writeJson(io.stdout, out)
+  return withStore(choice, io, 'reclaim', async (store) => {
+    const target = store === null ? { lockRoot: choice.kind === 'file' ? choice.lockRoot : undefined } : { store }
+    const report = await reclaimLeases({ key, ...target, dryRun, verbose, waitMs })
+    const out: ReclaimJson = {
+      version: 1,
+      key: report.key,
+      dryRun: report.dryRun,
+      reclaimed: report.reclaimed.map((r) => (verbose && r.pid !== undefined ? { slot: r.slot, pid: r.pid } : { slot: r.slot })),
+      remaining: keyJson(report.status, verbose, Date.now()),
+    }
+    if (parsed.values.json === true) {
+      writeJson(io.stdout, out)
+      return EXIT.OK
+    }
+    const verb = dryRun ? 'would reclaim' : 'reclaimed'
+    if (out.reclaimed.length === 0) {
+      writeLine(io.stdout, `${JSON.stringify(key)}: nothing to reclaim`)
+    } else {
+      const what = out.reclaimed.map((r) => `slot ${r.slot}${r.pid !== undefined ? ` (pid ${r.pid})` : ''}`).join(', ')
+      writeLine(io.stdout, `${JSON.stringify(key)}: ${verb} ${what}`)
+    }
+    for (const line of keyText(out.remaining, verbose)) writeLine(io.stdout, line)
     return EXIT.OK
-  }
-  const verb = dryRun ? 'would reclaim' : 'reclaimed'
-  if (out.reclaimed.length === 0) {
-    writeLine(io.stdout, `${JSON.stringify(key)}: nothing to reclaim`)
-  } else {
-    const what = out.reclaimed.map((r) => `slot ${r.slot}${r.pid !== undefined ? ` (pid ${r.pid})` : ''}`).join(', ')
-    writeLine(io.stdout, `${JSON.stringify(key)}: ${verb} ${what}`)
-  }
-  for (const line of keyText(out.remaining, verbose)) writeLine(io.stdout, line)
-  return EXIT.OK
+  })
 }

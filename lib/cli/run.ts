@@ -1,29 +1,32 @@
 // `proclease run`: hold a slot of a key for the life of a command.
 //
-// The hold belongs to the process doing the work. The slot file's open descriptor (which carries
-// the slot's kernel lock) is inherited by the command as fd 3, sharing the open file description
-// and hence the flock; then the slot record is rewritten to name the command. So:
+// On the file store the hold belongs to the process doing the work. The slot file's open
+// descriptor (which carries the slot's kernel lock) is inherited by the command as fd 3, sharing
+// the open file description and hence the flock; then the slot record is rewritten to name the
+// command. So:
 // - SIGKILL of this wrapper leaves the slot held (kernel witness: the command still holds the
 //   lock; identity witness: the command is alive) until the command ends;
 // - once the command has ended (and this wrapper is gone), the kernel lock is free and the
 //   recorded identity is dead: the next claimer reclaims the slot.
 // Between spawn and the record rewrite the record still names this wrapper, while the command
 // holds the kernel lock too: the slot is occupied either way.
+//
+// On the PostgreSQL store a session cannot be handed to a child: the wrapper stays the holder
+// (run-held.ts).
 import { type ChildProcess, spawn } from 'node:child_process'
 import type { HolderRecord } from '../classify.js'
 import { LeaseError, ProbeError } from '../errors.js'
 import { acquireLeaseWith } from '../lease/api.js'
 import { type Lease, leaseInternals } from '../lease/engine.js'
-import type { Hold } from '../lease/store.js'
+import type { Hold, LeaseStore } from '../lease/store.js'
 import type { HandBack, HandOff, LostCause } from '../lease/store.js'
 import { capturePidInfo, hostIdentity } from '../probes.js'
 import { SignalOrigins, mustForward } from './signal-origin.js'
+import { exitStatusOf, waitForChild } from './child.js'
 import {
   EXIT,
   type Io,
   UsageError,
-  escapeControl,
-  formatDuration,
   heldText,
   parse,
   parseExitCode,
@@ -35,12 +38,19 @@ import {
   signalExitCode,
   writeLine,
 } from './common.js'
+import { Progress } from './progress.js'
+import { type OnLost, runHeld } from './run-held.js'
+import { STORE_OPTIONS, type StoreChoice, chooseStore, describeStore, storeHelp, withStore } from './store.js'
 
 export const RUN_HELP = `Usage: proclease run --key K [--limit N] [--wait SECONDS] [--root DIR]
                      [--busy-exit CODE] [--quiet | --verbose] -- CMD [ARGS...]
+       proclease run --key K [--limit N] [--wait SECONDS] --store URL
+                     [--ttl SECONDS] [--schema NAME] [--on-lost kill|warn]
+                     [--busy-exit CODE] [--quiet | --verbose] -- CMD [ARGS...]
 
 Hold one of the N slots of key K while CMD runs. At most N commands holding
-the same key run at once, across every process of this user on this host.
+the same key run at once, across every process of this user on this host
+(or, with --store, of every host using that database).
 
 Options:
   --key K            the key to hold (any string up to 256 characters)
@@ -54,35 +64,54 @@ Options:
   --quiet, -q        no progress line and no busy message
   --verbose, -v      say which slot the command holds; print the busy
                      message even with --busy-exit 0
+${storeHelp(21)}
+  --on-lost kill|warn
+                     PostgreSQL store: when the hold is lost while the
+                     command runs, send it SIGTERM (kill, the default) or
+                     only say so (warn)
   --help, -h         this help
 
 Exit status: the command's own; 128+N if it died by signal N; CODE (75)
 when no slot freed in time; 64 usage error; 126/127 command not executable/
-not found; 70 any other error (message and error code on stderr).
+not found; 70 any other error (message and error code on stderr), e.g.
+store_unavailable when the PostgreSQL server cannot be reached.
 
-The command inherits the slot's lock as file descriptor 3: leave it open (or
-let it close when the command ends). Background processes the command starts
-inherit it too and keep the slot held until they end; close fd 3 in them
-(\`3>&-\`) if they should not. If this wrapper is killed, even with SIGKILL,
-the slot stays held until the command (and anything still holding fd 3)
-ends. SIGINT, SIGTERM and SIGHUP sent to the wrapper are forwarded to the
-command; on Linux, a terminal's Ctrl-C or hangup, which reaches the command
-directly, is not sent again.
+File store (the default): the command inherits the slot's lock as file
+descriptor 3: leave it open (or let it close when the command ends).
+Background processes the command starts inherit it too and keep the slot
+held until they end; close fd 3 in them (\`3>&-\`) if they should not. If
+this wrapper is killed, even with SIGKILL, the slot stays held until the
+command (and anything still holding fd 3) ends.
+
+PostgreSQL store: the wrapper stays the holder (a database session cannot
+be handed to the command, so there is no fd 3). The slot is released when
+the command ends. If the wrapper is killed, even with SIGKILL, the slot is
+free at once while the command may still run: kill the command, not only
+the wrapper. If the hold is lost while the command runs (the wrapper was
+stopped past the TTL, or lost its connection to the server), the wrapper
+says so on stderr at once and, with --on-lost kill (the default), sends the
+command SIGTERM; with --on-lost warn the command runs on unguarded.
+
+SIGINT, SIGTERM and SIGHUP sent to the wrapper are forwarded to the command;
+on Linux, a terminal's Ctrl-C or hangup, which reaches the command directly,
+is not sent again.
 
 Examples:
   proclease run --key deploy -- ./deploy.sh
   proclease run --key gpu --limit 2 -- python train.py --epochs 3
   proclease run --key nightly --wait 0 --busy-exit 0 -- ./nightly.sh   # skip if running
   proclease run --key api --limit 4 --wait 30 -- curl -fsS https://example.com/job
+  PROCLEASE_STORE=postgres://app@db.internal/ops proclease run --key deploy -- ./deploy.sh
 `
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
 
-interface RunConfig {
+export interface RunConfig {
   key: string
   limit: number
   waitMs: number | undefined
-  lockRoot: string | undefined
+  store: StoreChoice
+  onLost: OnLost
   busyExit: number
   quiet: boolean
   verbose: boolean
@@ -96,6 +125,8 @@ function parseRun(args: string[]): RunConfig | 'help' {
     limit: { type: 'string' },
     wait: { type: 'string' },
     root: { type: 'string' },
+    ...STORE_OPTIONS,
+    'on-lost': { type: 'string' },
     'busy-exit': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
     verbose: { type: 'boolean', short: 'v' },
@@ -110,7 +141,14 @@ function parseRun(args: string[]): RunConfig | 'help' {
   const limit = parseLimit(optionalString(parsed.values, 'limit', 'run'), 'run')
   const waitMs = parseWaitSeconds(optionalString(parsed.values, 'wait', 'run'), 'run')
   const busyExit = parseExitCode(optionalString(parsed.values, 'busy-exit', 'run'), EXIT.BUSY, 'busy-exit', 'run')
-  const root = optionalString(parsed.values, 'root', 'run')
+  const store = chooseStore(parsed.values, 'run')
+  const onLostText = optionalString(parsed.values, 'on-lost', 'run')
+  if (onLostText !== undefined && onLostText !== 'kill' && onLostText !== 'warn') {
+    throw new UsageError(`--on-lost must be kill or warn, got ${JSON.stringify(onLostText)}`, 'run')
+  }
+  if (onLostText !== undefined && store.kind !== 'postgres') {
+    throw new UsageError('--on-lost applies to a PostgreSQL store only (a hold on the file store belongs to the command)', 'run')
+  }
   const quiet = parsed.values.quiet === true
   const verbose = parsed.values.verbose === true
   if (quiet && verbose) throw new UsageError('--quiet and --verbose exclude each other', 'run')
@@ -123,52 +161,13 @@ function parseRun(args: string[]): RunConfig | 'help' {
     key,
     limit,
     waitMs,
-    lockRoot: root,
+    store,
+    onLost: onLostText ?? 'kill',
     busyExit,
     quiet,
     verbose,
     command,
     args: rest.slice(1),
-  }
-}
-
-/** The progress line shown on a TTY while waiting: one line, rewritten in place. */
-class Progress {
-  private timer: NodeJS.Timeout | null = null
-  private counts: { active: number; limit: number } | null = null
-  private shown = false
-  private readonly start = performance.now()
-
-  constructor(
-    private readonly stream: NodeJS.WriteStream,
-    private readonly key: string,
-    private readonly enabled: boolean,
-  ) {}
-
-  busy(active: number, limit: number): void {
-    if (!this.enabled) return
-    this.counts = { active, limit }
-    if (this.timer === null) {
-      this.timer = setInterval(() => this.draw(), 1000)
-      this.timer.unref()
-    }
-    this.draw()
-  }
-
-  private draw(): void {
-    if (!this.counts) return
-    const elapsed = formatDuration(performance.now() - this.start)
-    const { active, limit } = this.counts
-    // Written raw (the \r and erase are ours), so the key is escaped here.
-    this.stream.write(`\r\x1b[2Kwaiting for a slot of ${escapeControl(JSON.stringify(this.key))} (${heldText(active, limit)}, ${elapsed})…`)
-    this.shown = true
-  }
-
-  done(): void {
-    if (this.timer !== null) clearInterval(this.timer)
-    this.timer = null
-    if (this.shown) this.stream.write('\r\x1b[2K')
-    this.shown = false
   }
 }
 
@@ -183,28 +182,21 @@ function identityOf(pid: number): HolderRecord | null {
   }
 }
 
-type ChildEnd = { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null } | { kind: 'error'; error: NodeJS.ErrnoException }
-
-function waitForChild(child: ChildProcess): Promise<ChildEnd> {
-  return new Promise((resolve) => {
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      // Without a pid it never started. After a start ('exit' follows), an error can only come
-      // from forwarding a signal; that is not fatal to the command.
-      if (child.pid === undefined) resolve({ kind: 'error', error })
-    })
-    child.once('exit', (code, signal) => resolve({ kind: 'exit', code, signal }))
-  })
-}
-
 export async function runCommand(args: string[], io: Io): Promise<number> {
   const cfg = parseRun(args)
   if (cfg === 'help') {
     io.stdout.write(RUN_HELP)
     return EXIT.OK
   }
+  // On PostgreSQL, the store is closed when the command is done: no session keeps the process alive.
+  return withStore(cfg.store, io, 'run', (store) => runOn(cfg, io, store))
+}
 
   // Signals: while waiting they abort the wait; once the command runs they are forwarded to it,
   // unless the terminal already sent them to the command too (lib/cli/signal-origin.ts).
+/** Waits for a slot, runs the command holding it, releases it. `store` null: the file store. */
+async function runOn(cfg: RunConfig, io: Io, store: LeaseStore | null): Promise<number> {
+  // Signals: while waiting they abort the wait; once the command runs they are forwarded to it.
   const abort = new AbortController()
   let child: ChildProcess | null = null
   let caught: NodeJS.Signals | null = null
@@ -231,7 +223,7 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
       {
         key: cfg.key,
         limit: cfg.limit,
-        lockRoot: cfg.lockRoot,
+        ...(store !== null ? { store } : { lockRoot: cfg.store.kind === 'file' ? cfg.store.lockRoot : undefined }),
         waitMs: cfg.waitMs,
         signal: abort.signal,
       },
@@ -250,10 +242,34 @@ export async function runCommand(args: string[], io: Io): Promise<number> {
       }
       return cfg.busyExit
     }
+    if (store !== null) throw err
     return reportError(err, io, 'run')
   }
   progress.done()
-  if (cfg.verbose) writeLine(io.stderr, `proclease: holding slot ${lease.slot} of ${JSON.stringify(cfg.key)} (fence ${lease.fence})`)
+  if (cfg.verbose) {
+    const where = cfg.store.kind === 'postgres' ? ` in ${describeStore(cfg.store)}, held by this wrapper while the command runs` : ''
+    writeLine(io.stderr, `proclease: holding slot ${lease.slot} of ${JSON.stringify(cfg.key)} (fence ${lease.fence})${where}`)
+  }
+
+  if (store !== null) {
+    const lost = { announced: false }
+    try {
+      if (caught !== null) return signalExitCode(caught)
+      return await runHeld(cfg, lease, io, lost, (c) => {
+        child = c
+      })
+    } finally {
+      try {
+        const ok = await lease.release()
+        if (!ok && !lost.announced && !cfg.quiet) {
+          const why = lease.signal.aborted ? ` (${String(lease.signal.reason)})` : ''
+          writeLine(io.stderr, `proclease: warning: the slot of ${JSON.stringify(cfg.key)} was no longer held when the command ended${why}`)
+        }
+      } finally {
+        for (const s of FORWARDED) process.removeListener(s, onSignal)
+      }
+    }
+  }
 
   try {
     if (caught !== null) return signalExitCode(caught)
@@ -327,12 +343,5 @@ async function runHolding(cfg: RunConfig, lease: Lease, io: Io, setChild: (c: Ch
       }
     }
   }
-  const end = await ended
-  if (end.kind === 'error') {
-    const code = end.error.code ?? 'error'
-    writeLine(io.stderr, `proclease: cannot run ${JSON.stringify(cfg.command)}: ${end.error.message} (${code})`)
-    return code === 'ENOENT' ? EXIT.NOT_FOUND : EXIT.CANNOT_EXECUTE
-  }
-  if (end.signal !== null) return signalExitCode(end.signal)
-  return end.code ?? EXIT.SOFTWARE
+  return exitStatusOf(await ended, cfg.command, io)
 }

@@ -1,23 +1,27 @@
 // `proclease status`: counts and per-slot states of one key or of every key under a lock root.
-import { inspectLeases, storeFor } from '../lease/api.js'
+import { inspectLeases, listLeaseKeys, storeFor } from '../lease/api.js'
 import { GATE_WAIT_MS } from '../lease/store.js'
 import { defaultLockRoot } from '../lease/root.js'
-import type { HolderStatus, KeyStatus } from '../lease/store.js'
+import type { HolderStatus, KeyStatus, LeaseStore } from '../lease/store.js'
 import { EXIT, type Io, formatDuration, heldText, noPositionals, optionalString, parse, parseWaitSeconds, writeJson, writeLine } from './common.js'
+import { STORE_OPTIONS, type StoreChoice, chooseStore, describeStore, withStore, storeHelp } from './store.js'
 
-export const STATUS_HELP = `Usage: proclease status [--key K] [--root DIR] [--wait SECONDS] [--json] [--verbose]
+export const STATUS_HELP = `Usage: proclease status [--key K] [--root DIR | --store URL [--ttl SECONDS] [--schema NAME]]
+                        [--wait SECONDS] [--json] [--verbose]
 
 Show, for one key (or every key used under the lock root), how many slots are
 held and the state of each: alive, dead (proven gone, reclaimed by the next
 claim), unverifiable, foreign (another host) or corrupt (unreadable record).
 Judges holders but changes nothing, and creates nothing: a missing lock root
 has no keys. Files in a key directory that are not slot records are listed as
-stray and never counted.
+stray and never counted. With --store, the same for the keys of a
+PostgreSQL store (holders there are judged by their sessions and renewals).
 
 Options:
   --key K        only this key (default: every key under the lock root)
   --root DIR     lock root (default: $XDG_RUNTIME_DIR/proclease, else
                  <tmpdir>/proclease-<uid>)
+${storeHelp(17)}
   --wait SECONDS how long to wait for a key another process is changing
                  (default 10); a key held still longer (a process stopped
                  mid-change) is reported as frozen (key_frozen, exit 70)
@@ -29,6 +33,7 @@ Examples:
   proclease status
   proclease status --key deploy --verbose
   proclease status --json | jq '.keys[] | select(.active > 0) | .key'
+  proclease status --store postgres://app@db.internal/ops --verbose
 `
 
 /** One holder in `status --json` (version 1). Verbose-only fields are omitted otherwise. */
@@ -136,6 +141,7 @@ export async function statusCommand(args: string[], io: Io): Promise<number> {
   const parsed = parse('status', args, {
     key: { type: 'string' },
     root: { type: 'string' },
+    ...STORE_OPTIONS,
     wait: { type: 'string' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
@@ -147,9 +153,26 @@ export async function statusCommand(args: string[], io: Io): Promise<number> {
   }
   noPositionals(parsed, 'status')
   const key = optionalString(parsed.values, 'key', 'status')
-  const lockRoot = optionalString(parsed.values, 'root', 'status')
+  const choice = chooseStore(parsed.values, 'status')
   const verbose = parsed.values.verbose === true
   const waitMs = parseWaitSeconds(optionalString(parsed.values, 'wait', 'status'), 'status') ?? GATE_WAIT_MS
+  return withStore(choice, io, 'status', async (store) => {
+    const out = store === null ? await fileStatus(choice, key, verbose, waitMs) : await storeStatus(store, key, verbose, waitMs)
+    if (parsed.values.json === true) {
+      writeJson(io.stdout, out)
+      return EXIT.OK
+    }
+    if (out.keys.length === 0) {
+      writeLine(io.stdout, choice.kind === 'postgres' ? `no keys in ${describeStore(choice)}` : `no keys under ${choice.lockRoot ?? defaultLockRoot()}`)
+      return EXIT.OK
+    }
+    for (const k of out.keys) for (const line of keyText(k, verbose)) writeLine(io.stdout, line)
+    return EXIT.OK
+  })
+}
+
+async function fileStatus(choice: StoreChoice, key: string | undefined, verbose: boolean, waitMs: number): Promise<StatusJson> {
+  const lockRoot = choice.kind === 'file' ? choice.lockRoot : undefined
   const now = Date.now()
   const out: StatusJson = { version: 1, keys: [] }
   if (key !== undefined) {
@@ -162,15 +185,14 @@ export async function statusCommand(args: string[], io: Io): Promise<number> {
       out.keys.push(keyJson(st, verbose, now, e.key === null ? e.dir : undefined))
     }
   }
+  return out
+}
 
-  if (parsed.values.json === true) {
-    writeJson(io.stdout, out)
-    return EXIT.OK
-  }
-  if (out.keys.length === 0) {
-    writeLine(io.stdout, `no keys under ${lockRoot ?? defaultLockRoot()}`)
-    return EXIT.OK
-  }
-  for (const k of out.keys) for (const line of keyText(k, verbose)) writeLine(io.stdout, line)
-  return EXIT.OK
+/** Status of one key, or of every key that has held slots, in a store given by URL. */
+async function storeStatus(store: LeaseStore, key: string | undefined, verbose: boolean, waitMs: number): Promise<StatusJson> {
+  const now = Date.now()
+  const out: StatusJson = { version: 1, keys: [] }
+  const keys = key !== undefined ? [key] : await listLeaseKeys({ store })
+  for (const k of keys) out.keys.push(keyJson(await inspectLeases({ key: k, store, verbose, waitMs }), verbose, now))
+  return out
 }

@@ -38,6 +38,27 @@
 // and in how many a member saw limit+1 holders at once - with a sound checker, each of those is
 // an over-admission it must report).
 //
+// A networked store (meta.store 'postgres') has holds that end without their holder: a holder
+// stopped (or starved) past its TTL, or whose session died with a server restart, has lost its
+// hold, and the store may grant the slot to another once its local deadline has passed - while
+// the stopped holder cannot log anything. What the checker may assume is what the store promises:
+// nobody else is granted a slot while its holder's lease.held() would still say true. So the
+// worker logs `held` (held() was true just after t) every few ms while holding, and `rel` with
+// held() checked at release time, and a hold ends:
+//   - at `rel` when release returned true (the hold's row was still its own throughout, so it
+//     counted for every claim meanwhile);
+//   - otherwise (release said false, the worker was killed or died holding) at its last logged
+//     evidence of holding: the latest `held` or held `rel`, or the grant. That is before its local
+//     deadline and before its death, so the interval is inside the real hold: sound. A store that
+//     grants a slot while its holder still finds it held (a claim that takes a live hold, one
+//     holder too many) is caught as long as the victim logs on (every ~15 ms while it holds).
+// Also for a networked store: `held` logged after `lost` is a violation (held_after_lost: the
+// signal fired but held() still said true); a release that said false is counted, not a violation
+// (the victim-side view of a hold taken wrongly is the over-admission above); store_unavailable
+// errors are expected while the server restarts and for a short grace after (2 TTLs + 1 s), or
+// for a worker that was paused since a restart began; litter excuses rows of workers that lost a
+// hold or saw the server go away (a session that died before it could delete its row).
+//
 // Lock-root deletion is the one out-of-model event: an external actor deletes live records, so
 // their holders silently lose their leases. A hold whose release returns false, or whose holder
 // was killed, while a deletion overlapped its life [acquire, release's answer] is taken to end at
@@ -114,6 +135,9 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
   const rallies = { opened: 0, scanMet: new Set(), met: new Set() }
   const counts = { spawns: 0, kills: 0, killsMidClaim: 0, killsHolding: 0, killsRandom: 0, stops: 0, conts: 0, limitChanges: 0, rootDeletions: 0, trapsFired: 0 }
   for (const key of meta.keys) limitChanges.set(key, [{ t0: -Infinity, t: -Infinity, value: meta.limit }])
+  const networked = meta.store === 'postgres'
+  const restarts = [] // [t0, t1] of each server restart
+  counts.restarts = 0
   for (const e of driver) {
     switch (e.ev) {
       case 'spawn':
@@ -160,6 +184,11 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
       case 'rally':
         rallies.opened++
         break
+      case 'restart':
+        counts.restarts++
+        restarts.push([e.t0, e.t1])
+        if (e.error) violate('harness', { detail: `server restart failed: ${e.error}` })
+        break
       case 'end':
         endT = e.t
         break
@@ -178,10 +207,15 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     }
   }
   const pausedDuring = (w, a, b) => (pauses.get(w) ?? []).some(([p0, p1]) => p0 < b && p1 > a)
+  // A networked store is unavailable while its server restarts, and briefly after.
+  const graceUs = ((meta.ttlMs ?? 0) * 2 + 1000) * 1000
+  const outageExcuses = (w, start, t) =>
+    restarts.some(([r0, r1]) => r0 <= t && (start <= r1 + graceUs || t <= r1 + graceUs || pausedDuring(w, r0, t)))
+  const lostPids = new Set()
 
   // ---- holds, from each worker's log -------------------------------------------------------
   const holds = []
-  const ops = { acquires: 0, grants: 0, grantsAfterWaiting: 0, busyWait: 0, busyTry: 0, errors: 0, releasesOk: 0, releasesFalse: 0, wiped: 0 }
+  const ops = { acquires: 0, grants: 0, grantsAfterWaiting: 0, busyWait: 0, busyTry: 0, errors: 0, releasesOk: 0, releasesFalse: 0, wiped: 0, unavailable: 0, lostSignals: {} }
   const grantWaits = []
   const busyWaits = []
   for (const [w, events] of workers) {
@@ -201,7 +235,7 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
           ops.grants++
           if (e.waited) ops.grantsAfterWaiting++
           grantWaits.push(e.waitedMs)
-          current = { ...pending, s: e.t, slot: e.slot, fence: e.fence, waitedMs: e.waitedMs, t2: null, t3: null, ok: null }
+          current = { ...pending, s: e.t, slot: e.slot, fence: e.fence, waitedMs: e.waitedMs, t2: null, t3: null, ok: null, lastHeld: e.t, lostT: null }
           if (!pending || pending.key !== e.key) violate('log_order', { w, detail: 'grant without acquire' })
           holds.push(current)
           pending = null
@@ -215,7 +249,22 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
           pending = null
           break
         case 'rel':
-          if (current) current.t2 = e.t
+          if (current) {
+            current.t2 = e.t
+            if (e.held === true) current.lastHeld = Math.max(current.lastHeld, e.t)
+            if (e.held === true && current.lostT !== null) violate('held_after_lost', { w, key: current.key, fence: current.fence, lostAt: current.lostT, heldAt: e.t })
+          }
+          break
+        case 'held':
+          if (current) {
+            current.lastHeld = Math.max(current.lastHeld, e.t)
+            if (current.lostT !== null && e.t > current.lostT) violate('held_after_lost', { w, key: current.key, fence: current.fence, lostAt: current.lostT, heldAt: e.t })
+          }
+          break
+        case 'lost':
+          ops.lostSignals[e.reason] = (ops.lostSignals[e.reason] ?? 0) + 1
+          lostPids.add(spawns.get(w))
+          if (current && current.lostT === null) current.lostT = e.t
           break
         case 'reld':
           if (current) {
@@ -227,6 +276,13 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
           current = null
           break
         case 'err':
+          if (networked && e.code === 'store_unavailable' && outageExcuses(w, pending?.t0 ?? e.t, e.t)) {
+            ops.unavailable++
+            lostPids.add(spawns.get(w))
+            if (e.phase === 'release') current = null
+            pending = null
+            break
+          }
           ops.errors++
           violate('error', { w, phase: e.phase, key: e.key, code: e.code, name: e.name, message: e.message, stack: e.stack })
           if (e.phase === 'release') current = null
@@ -242,6 +298,19 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     }
     const kill = kills.get(w)
     for (const h of holds.filter((x) => x.w === w)) {
+      if (networked) {
+        // See the header: a confirmed release counts up to `rel`, anything else up to the last
+        // evidence that the hold was still held.
+        if (h.ok === true) {
+          h.e = h.t2
+          h.end = 'released'
+        } else {
+          h.e = h.lastHeld
+          h.end = h.ok === false ? 'lost' : kill ? 'killed' : h.t2 !== null ? 'released_unconfirmed' : 'vanished'
+          if (h.ok === false) ops.lostHolds = (ops.lostHolds ?? 0) + 1
+        }
+        continue
+      }
       if (h.t2 !== null) {
         if (h.ok === false) {
           // The record may have been wiped at any moment until release looked for it (release
@@ -474,7 +543,7 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     left.beforeSweep = classify(leftovers.before)
     left.afterSweep = classify(leftovers.after)
     for (const ent of leftovers.before) {
-      if (ent.kind === 'slot' && !killedPids.has(ent.pid)) {
+      if (ent.kind === 'slot' && !killedPids.has(ent.pid) && !(networked && lostPids.has(ent.pid))) {
         violate('litter', { when: 'before final sweep', path: ent.path, pid: ent.pid, detail: 'slot record of a process that was not killed' })
       }
       if (ent.kind === 'other') violate('litter', { when: 'before final sweep', path: ent.path, detail: 'unexpected entry' })
@@ -511,6 +580,8 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     keys: meta.keys.length,
     limit: meta.limit,
     fault: meta.fault ?? null,
+    store: meta.store ?? 'file',
+    ttlMs: meta.ttlMs ?? null,
     durationS: endT !== null && meta.startT !== undefined ? round((endT - meta.startT) / 1e6) : null,
     workersStarted: counts.spawns,
     chaos: counts,

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// npm run stress:ci — the bounded chaos suite CI runs (about 1 minute 40 seconds on 2 cores):
-//   three chaos runs that must find no violation (two fixed seeds and one random seed, printed),
+// npm run stress:ci — the bounded chaos suite CI runs (about 2 minutes 25 seconds on 2 cores):
+//   three chaos runs on the file store and one on the PostgreSQL store (its own throwaway cluster,
+//   with server restarts) that must find no violation (fixed seeds and one random seed, printed),
 //   each with a work floor: on a loaded machine it runs longer (bounded) rather than proving little;
-//   and three negative controls (control.mjs) — the same harness against deliberately broken
-//   engines, selected through FileStore's test-only `faults`, with the fault's window forced by a
-//   rally — that the checker must catch.
+//   and five negative controls (control.mjs) — the same harness against deliberately broken
+//   engines, selected through FileStore's test-only `faults` or a faulty PostgreSQL claim
+//   function, with the fault's window forced by a rally — that the checker must catch.
 // Exit 0 only when every clean run is clean and reached its floor, and every broken engine is caught.
 import * as fs from 'node:fs'
 import { formatControl, runNegativeControl } from './control.mjs'
@@ -23,10 +24,19 @@ const clean = [
     o: { procs: 6, seconds: 25, limit: 3, keys: 3, seed: randomSeed, minWork: { grants: 250, kills: 12, limitChanges: 4 }, maxSeconds: 100 },
   },
 ]
+// The PostgreSQL store (its own throwaway cluster): SIGKILL/SIGSTOP of holders, server restarts,
+// limit changes. Floors at about half of what it did here in its time (seed 7: ~600 grants, ~30
+// kills, ~20 limit changes, 5 restarts in 25 s).
+clean.push({
+  name: 'chaos on PostgreSQL, seed 7',
+  o: { store: 'postgres', procs: 5, seconds: 25, limit: 2, keys: 2, seed: 7, minWork: { grants: 200, kills: 10, limitChanges: 5, restarts: 3 }, maxSeconds: 75 },
+})
 const controls = [
   { name: 'negative control: no gate', control: 'noGate', seed: 3 },
   { name: 'negative control: reclaim on suspicion', control: 'reclaimOnSuspicion', seed: 4 },
   { name: 'negative control: one holder over the limit', control: 'overAdmit', seed: 5 },
+  { name: 'negative control: PostgreSQL claim function one holder over the limit', control: 'pgOverAdmit', seed: 6 },
+  { name: 'negative control: PostgreSQL session witness on the wrong lock', control: 'pgWrongLockKey', seed: 8 },
 ]
 
 if (!fs.existsSync(DEFAULT_INTERNAL)) {

@@ -1,6 +1,6 @@
 // Types for control.mjs (the harness is plain JavaScript so it runs without a build step).
 import type { CheckResult, StressRun } from './check.mjs'
-export type ControlName = 'noGate' | 'reclaimOnSuspicion' | 'overAdmit'
+export type ControlName = 'noGate' | 'reclaimOnSuspicion' | 'overAdmit' | 'pgOverAdmit' | 'pgWrongLockKey'
 export type Verdict = 'caught' | 'missed' | 'inconclusive'
 export interface ControlAttempt {
   seed: number
@@ -18,9 +18,13 @@ export interface ControlOutcome {
   verdict: Verdict
   attempts: ControlAttempt[]
 }
-export const NEGATIVE_CONTROLS: Record<ControlName, { fault: string; limit: number; rally: { at: 'afterScan' | 'holding'; size: number; opener?: 'hidden' } }>
+export const NEGATIVE_CONTROLS: Record<
+  ControlName,
+  { fault: string; limit: number; rally: { at: 'afterScan' | 'holding'; size: number; opener?: 'hidden' }; store?: 'file' | 'postgres'; ttlMs?: number; rallyWaitMs?: number }
+>
 export const EXPECTED_KIND: string
 export const CONTROL_WEIGHTS: Record<string, number>
+export const NETWORKED_CONTROL_WEIGHTS: Record<string, number>
 export function controlCommand(name: ControlName, seed: number, o: { procs: number; seconds: number; engine?: string }): string
 export function runNegativeControl(
   name: ControlName,

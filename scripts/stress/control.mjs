@@ -33,6 +33,13 @@ export const NEGATIVE_CONTROLS = {
   noGate: { fault: 'noGate', limit: 1, rally: { at: 'afterScan', size: 2 } },
   reclaimOnSuspicion: { fault: 'reclaimOnSuspicion', limit: 1, rally: { at: 'holding', size: 2, opener: 'hidden' } },
   overAdmit: { fault: 'overAdmit=1', limit: 2, rally: { at: 'holding', size: 3 } },
+  // The PostgreSQL store with a claim function that grants while active <= limit (ClaimFault
+  // 'overAdmit'). Rally members block their event loop while they wait, so the wait stays well
+  // inside the TTL (a member must not lose its hold by not renewing).
+  pgOverAdmit: { store: 'postgres', ttlMs: 3000, rallyWaitMs: 1000, fault: 'overAdmit', limit: 2, rally: { at: 'holding', size: 3 } },
+  // The session witness testing the wrong advisory lock (ClaimFault 'wrongLockKey'): every live
+  // holder looks gone, and a claim takes its slot while it still holds.
+  pgWrongLockKey: { store: 'postgres', ttlMs: 3000, rallyWaitMs: 1000, fault: 'wrongLockKey', limit: 1, rally: { at: 'holding', size: 2 } },
 }
 
 /** The violation every control must produce: a met rally is exactly this. */
@@ -44,7 +51,13 @@ export const EXPECTED_KIND = 'over_admission'
  * kills the very claim that just met inside the gate's window, and pausing holders pauses rally
  * members. Random pauses stay.
  */
-export const CONTROL_WEIGHTS = { ...DEFAULT_WEIGHTS, killRandom: 0, killHolder: 0, trap: 0, stopHolder: 0, limit: 0, rmroot: 0 }
+export const CONTROL_WEIGHTS = { ...DEFAULT_WEIGHTS, killRandom: 0, killHolder: 0, trap: 0, stopHolder: 0, limit: 0, rmroot: 0, restart: 0 }
+
+/**
+ * On a networked store a rally member paused past its TTL rightly loses its hold (and its marker
+ * stays while it is stopped): then a met rally would prove nothing. No pauses there.
+ */
+export const NETWORKED_CONTROL_WEIGHTS = { ...CONTROL_WEIGHTS, stopRandom: 0 }
 
 export function controlCommand(name, seed, o) {
   const parts = ['node scripts/stress/control.mjs', name, `--seed ${seed}`, `--procs ${o.procs}`, `--seconds ${o.seconds}`, '--attempts 1']
@@ -73,9 +86,10 @@ export async function runNegativeControl(name, options = {}) {
       keys: 1,
       seed,
       fault: o.engine === 'intact' ? null : def.fault,
-      weights: CONTROL_WEIGHTS,
+      weights: def.store === 'postgres' ? NETWORKED_CONTROL_WEIGHTS : CONTROL_WEIGHTS,
       rally: def.rally,
-      rallyWaitMs: o.rallyWaitMs,
+      rallyWaitMs: def.rallyWaitMs ?? o.rallyWaitMs,
+      ...(def.store ? { store: def.store, ttlMs: def.ttlMs } : {}),
       log: o.log,
       ...(o.check ? { check: o.check } : {}),
     })

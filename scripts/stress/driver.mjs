@@ -4,6 +4,14 @@
 // the end it stops everyone, waits (bounded) for every worker to finish its loop, snapshots
 // leftovers, runs a final sweep, snapshots again, and hands the logs to the independent checker.
 //
+// With `store: 'postgres'` the workers hold their leases in a PostgreSQL store instead: the
+// driver starts its own throwaway cluster (scripts/pg/cluster.mjs), migrates a schema (with a
+// test-only faulty claim function when `fault` names one: negative controls), and its chaos is
+// SIGKILL and SIGSTOP of workers (a holder stopped past its TTL loses its hold), server restarts
+// (holders' sessions die: `connection_lost`) and limit changes; traps and lock-root deletions do
+// not apply. Leftovers are the store's rows; the final clean-up claims each key once (which
+// reclaims what no witness vouches for, after watching it for a TTL) and sweeps.
+//
 // Every driver action is logged to driver.jsonl with the shared monotonic clock (µs), BEFORE it
 // takes effect where that matters (kill, limit change after the control file is replaced).
 import { spawn } from 'node:child_process'
@@ -13,12 +21,16 @@ import { dirname, join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import * as pgCluster from '../pg/cluster.mjs'
 import { checkRun, loadRun } from './check.mjs'
 import { deriveSeed, rng } from './prng.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 export const PACKAGE_ROOT = resolve(here, '..', '..')
 export const DEFAULT_INTERNAL = join(PACKAGE_ROOT, 'dist', 'internal.js')
+/** The store a run uses, and its schema in PostgreSQL. */
+export const STORES = ['file', 'postgres']
+const PG_SCHEMA = 'stress'
 const WORKER = join(here, 'worker.mjs')
 
 /** Key names with the characters a real user would put in them. */
@@ -34,18 +46,27 @@ export const DEFAULT_WEIGHTS = {
   trap: 10,
   limit: 10,
   rmroot: 2,
+  restart: 0,
 }
+
+/**
+ * The chaos of a PostgreSQL run: no traps (the beforePublish trap is the file store's) and no
+ * lock-root deletions; server restarts instead (at most one per `restartGapMs`).
+ */
+export const PG_WEIGHTS = { ...DEFAULT_WEIGHTS, trap: 0, rmroot: 0, restart: 3 }
 
 const now = () => Number(process.hrtime.bigint() / 1000n)
 
 /** The command that reproduces a run's schedule. */
 export function reproduceCommand(o) {
   const parts = ['npm run stress --', `--procs ${o.procs}`, `--seconds ${o.seconds}`, `--limit ${o.limit}`, `--keys ${o.keys}`, `--seed ${o.seed}`]
+  if (o.store === 'postgres') parts.push('--store postgres', `--ttl-ms ${o.ttlMs}`)
   if (o.fault) parts.push(`--fault ${o.fault}`)
   const m = o.minWork
   if (m?.grants) parts.push(`--min-grants ${m.grants}`)
   if (m?.kills) parts.push(`--min-kills ${m.kills}`)
   if (m?.limitChanges) parts.push(`--min-limit-changes ${m.limitChanges}`)
+  if (m?.restarts) parts.push(`--min-restarts ${m.restarts}`)
   if (m && o.maxSeconds) parts.push(`--max-seconds ${o.maxSeconds}`)
   return parts.join(' ')
 }
@@ -92,6 +113,9 @@ function snapshotEngine(internal, runDir) {
   const pkg = join(runDir, 'engine')
   fs.mkdirSync(join(pkg, 'dist'), { recursive: true })
   fs.copyFileSync(internal, join(pkg, 'dist', 'internal.js'))
+  // The public PostgreSQL entry (postgresStore) for --store postgres workers.
+  const postgres = join(dirname(internal), 'postgres.js')
+  if (fs.existsSync(postgres)) fs.copyFileSync(postgres, join(pkg, 'dist', 'postgres.js'))
   fs.writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'proclease-stress-snapshot', type: 'module' }))
   fs.symlinkSync(join(srcRoot, 'node_modules'), join(pkg, 'node_modules'))
   for (const sub of ['build/Release', 'prebuilds']) {
@@ -143,10 +167,16 @@ function grantCounter(runDir) {
  * little proves little), and the summary says whether it got there;
  * rally { at: 'afterScan' | 'holding', size, opener?: 'hidden' } and rallyWaitMs: keep a rally
  * open (see worker.mjs), a forced interleaving for negative controls;
- * check: the checker (checkRun; tests of the negative controls pass a blind one).
+ * check: the checker (checkRun; tests of the negative controls pass a blind one);
+ * store: 'file' (default) or 'postgres', with ttlMs (the store's TTL, default 2000) and
+ * restartGapMs (least time between two server restarts, default 4000); for 'postgres', `fault`
+ * names a test-only faulty claim function (ClaimFault in lib/lease/postgres/schema.ts).
  */
 export async function runStress(options = {}) {
   const o = {
+    store: 'file',
+    ttlMs: 2000,
+    restartGapMs: 4000,
     procs: 6,
     seconds: 30,
     limit: 2,
@@ -168,9 +198,78 @@ export async function runStress(options = {}) {
     log: () => {},
     ...options,
   }
+  if (!STORES.includes(o.store)) throw new Error(`unknown store ${o.store} (known: ${STORES.join(', ')})`)
+  if (options.weights === undefined && o.store === 'postgres') o.weights = PG_WEIGHTS
   if (!fs.existsSync(o.internal)) {
     throw new Error(`${o.internal} is missing: build the package first (npm run build)`)
   }
+  if (o.store !== 'postgres') return chaos(o, null)
+  if (!fs.existsSync(join(dirname(o.internal), 'postgres.js'))) throw new Error(`${join(dirname(o.internal), 'postgres.js')} is missing: build the package first`)
+  const cluster = await pgCluster.start()
+  try {
+    await prepareSchema(o.internal, cluster.connectionString, o.fault)
+    return await chaos(o, cluster)
+  } finally {
+    await pgCluster.stop(cluster, { mode: 'immediate' })
+  }
+}
+
+/** A client of the run's cluster, closed after fn. */
+async function withClient(connectionString, fn) {
+  const { default: pg } = await import('pg')
+  const client = new pg.Client({ connectionString })
+  client.on('error', () => {
+    // A restart kills this session too; its next query reports that.
+  })
+  await client.connect()
+  try {
+    return await fn(client)
+  } finally {
+    await client.end().catch(() => undefined)
+  }
+}
+
+/** The run's schema, migrated, with a faulty claim function when a fault is named. */
+async function prepareSchema(internal, connectionString, fault) {
+  const { functionsSql, migrate } = await import(pathToFileURL(internal).href)
+  await withClient(connectionString, async (client) => {
+    // The throwaway cluster commits asynchronously: an immediate restart early in the run would
+    // otherwise forget the schema, or put the correct functions back in place of a faulty one.
+    await client.query(`SET synchronous_commit = 'local'`)
+    await migrate(client, PG_SCHEMA)
+    if (fault) await client.query(functionsSql(PG_SCHEMA, [fault]))
+  })
+}
+
+/** The store's rows, as leftover entries (a row of a key is its slot). */
+function pgRows(connectionString) {
+  return withClient(connectionString, async (client) => {
+    const res = await client.query(`SELECT key, slot, holder_pid FROM "${PG_SCHEMA}".holds ORDER BY key, slot`)
+    return res.rows.map((r) => ({ path: `${r.key}/slot-${r.slot}`, kind: 'slot', pid: r.holder_pid }))
+  })
+}
+
+/**
+ * The final clean-up of a PostgreSQL run: one claim per key (limit 1) takes what no witness
+ * vouches for - holds of killed workers through their dead sessions, holds from before a restart
+ * after watching them unrenewed for a TTL - then a sweep.
+ */
+async function pgCleanUp(engine, connectionString, keys, ttlMs) {
+  const { acquireWith, normalizeOptions } = await import(pathToFileURL(engine).href)
+  const { postgresStore } = await import(pathToFileURL(join(dirname(engine), 'postgres.js')).href)
+  const store = postgresStore({ connectionString, schema: PG_SCHEMA, ttlMs })
+  try {
+    for (const key of keys) {
+      const lease = await acquireWith(store, normalizeOptions({ key, limit: 1, store, waitMs: 5 * ttlMs + 5000 }), 'wait')
+      await lease.release()
+      await store.sweep(key, false, false)
+    }
+  } finally {
+    await store.close()
+  }
+}
+
+async function chaos(o, cluster) {
   const runDir = o.runDir ?? fs.mkdtempSync(join(tmpdir(), 'proclease-stress-'))
   fs.mkdirSync(runDir, { recursive: true })
   const root = join(runDir, 'root')
@@ -188,7 +287,22 @@ export async function runStress(options = {}) {
   fs.writeFileSync(
     join(runDir, 'meta.json'),
     JSON.stringify(
-      { seed: o.seed, procs: o.procs, seconds: o.seconds, keys, limit: o.limit, fault: o.fault, stopTimeoutMs: o.stopTimeoutMs, startT, root, command, minWork: o.minWork, rally: o.rally },
+      {
+        seed: o.seed,
+        procs: o.procs,
+        seconds: o.seconds,
+        keys,
+        limit: o.limit,
+        fault: o.fault,
+        stopTimeoutMs: o.stopTimeoutMs,
+        startT,
+        root,
+        command,
+        minWork: o.minWork,
+        rally: o.rally,
+        store: o.store,
+        ...(cluster ? { ttlMs: o.ttlMs, schema: PG_SCHEMA } : {}),
+      },
       null,
       2,
     ),
@@ -249,6 +363,8 @@ export async function runStress(options = {}) {
       trapStallMs: o.trapStallMs,
       hiddenEvery: o.hiddenEvery,
       rallyWaitMs: o.rallyWaitMs,
+      store: o.store,
+      ...(cluster ? { connectionString: cluster.connectionString, schema: PG_SCHEMA, ttlMs: o.ttlMs } : {}),
     }
     const errFd = fs.openSync(join(runDir, `w-${id}.stderr`), 'a', 0o600)
     const proc = spawn(process.execPath, [WORKER, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', errFd] })
@@ -295,7 +411,8 @@ export async function runStress(options = {}) {
   }
 
   const live = () => [...workers.values()].filter((w) => w.alive && !w.killed)
-  const holders = () => live().filter((w) => lastEvent(w.id)?.ev === 'grant')
+  // A holder's last line is its grant (or, on a networked store, its latest `held`).
+  const holders = () => live().filter((w) => ['grant', 'held'].includes(lastEvent(w.id)?.ev))
 
   const stopFor = (w, ms) => {
     if (w.stopped) return
@@ -336,11 +453,11 @@ export async function runStress(options = {}) {
 
   // ---- how much work was done (minWork) -------------------------------------------------------
   const countGrants = grantCounter(runDir)
-  const work = { kills: 0, limitChanges: 0 }
+  const work = { kills: 0, limitChanges: 0, restarts: 0 }
   const workDone = () => {
     const m = o.minWork
     if (!m) return true
-    if ((m.kills ?? 0) > work.kills || (m.limitChanges ?? 0) > work.limitChanges) return false
+    if ((m.kills ?? 0) > work.kills || (m.limitChanges ?? 0) > work.limitChanges || (m.restarts ?? 0) > work.restarts) return false
     return (m.grants ?? 0) <= countGrants()
   }
 
@@ -349,6 +466,7 @@ export async function runStress(options = {}) {
   const endAt = performance.now() + o.seconds * 1000
   const hardEndAt = performance.now() + Math.max(o.seconds, o.maxSeconds ?? o.seconds) * 1000
   let lastRmroot = -Infinity
+  let lastRestart = -Infinity
   let ticks = 0
   let enoughWork = false
   for (;;) {
@@ -419,6 +537,23 @@ export async function runStress(options = {}) {
         emit({ ev: 'rmroot', t0, t1: now(), error })
         break
       }
+      case 'restart': {
+        // Holders' sessions die with the server: their signals fire (connection_lost), and their
+        // holds, no longer witnessed by a session of this server incarnation, expire after a TTL.
+        if (!cluster || performance.now() - lastRestart < o.restartGapMs) break
+        const mode = uParam < 0.5 ? 'fast' : 'immediate'
+        const t0 = now()
+        let error = null
+        try {
+          await pgCluster.restart(cluster, { mode })
+        } catch (err) {
+          error = String(err?.message ?? err)
+        }
+        lastRestart = performance.now()
+        emit({ ev: 'restart', t0, t1: now(), mode, error })
+        work.restarts++
+        break
+      }
     }
     if (ticks % 50 === 0) o.log(`  t=${Math.round((now() - startT) / 1e6)}s workers=${live().length}`)
   }
@@ -452,16 +587,28 @@ export async function runStress(options = {}) {
   for (const w of workers.values()) if (w.alive) await w.exited
 
   // ---- leftovers and the final sweep -------------------------------------------------------
-  const before = listLeftovers(root)
+  let before
+  let after
   let sweepError = null
-  try {
-    const { FileStore } = await import(pathToFileURL(o.internal).href)
-    const store = new FileStore({ root })
-    for (const key of keys) await store.sweep(key, false, false)
-  } catch (err) {
-    sweepError = String(err?.stack ?? err)
+  if (cluster) {
+    before = await pgRows(cluster.connectionString)
+    try {
+      await pgCleanUp(o.internal, cluster.connectionString, keys, o.ttlMs)
+    } catch (err) {
+      sweepError = String(err?.stack ?? err)
+    }
+    after = await pgRows(cluster.connectionString)
+  } else {
+    before = listLeftovers(root)
+    try {
+      const { FileStore } = await import(pathToFileURL(o.internal).href)
+      const store = new FileStore({ root })
+      for (const key of keys) await store.sweep(key, false, false)
+    } catch (err) {
+      sweepError = String(err?.stack ?? err)
+    }
+    after = listLeftovers(root)
   }
-  const after = listLeftovers(root)
   fs.writeFileSync(join(runDir, 'leftovers.json'), JSON.stringify({ before, after, sweepError }, null, 2))
   emit({ ev: 'end', t: now() })
   fs.closeSync(driverFd)

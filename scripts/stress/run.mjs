@@ -1,14 +1,19 @@
 #!/usr/bin/env node
 // npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME]
-//                   [--min-grants N] [--min-kills N] [--min-limit-changes N] [--max-seconds S]
+//                   [--store file|postgres] [--ttl-ms MS]
+//                   [--min-grants N] [--min-kills N] [--min-limit-changes N] [--min-restarts N] [--max-seconds S]
 //                   [--stop-timeout MS] [--keep] [--json] [--expect-violation]
 //
 // Runs one chaos run against dist/internal.js (build first: npm run build) and checks it with the
 // independent checker. Exit 0: no violation. Exit 1: violations (the seed and the command that
 // reproduces the schedule are printed). Exit 2: usage or harness error. Exit 3: no violation, but
 // the run did not reach its work floor (below).
+// --store postgres runs the workers on a PostgreSQL store, on a throwaway cluster the driver
+// starts and stops (scripts/pg/cluster.mjs), with server restarts among the chaos; --ttl-ms sets
+// the store's TTL (default 2000).
 // --fault NAME passes a test-only fault to the FileStore (noGate, reclaimOnSuspicion,
-// reclaimAfterMs=<ms>, ...); --expect-violation inverts the exit code for free-running negative
+// reclaimAfterMs=<ms>, ...), or with --store postgres installs a faulty claim function (overAdmit,
+// wrongLockKey, ...: ClaimFault in lib/lease/postgres/schema.ts); --expect-violation inverts the exit code for free-running negative
 // controls (the ones CI relies on are in control.mjs). --min-grants/--min-kills/
 // --min-limit-changes set a work floor: the chaos goes on past --seconds, up to --max-seconds
 // (default 4 x --seconds), until the run did that much; a run that did not get there exits 3.
@@ -18,13 +23,13 @@ import { pathToFileURL } from 'node:url'
 import { DEFAULT_INTERNAL, PACKAGE_ROOT, runStress } from './driver.mjs'
 
 const USAGE =
-  'usage: npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME] [--min-grants N] [--min-kills N] [--min-limit-changes N] [--max-seconds S] [--stop-timeout MS] [--keep] [--json] [--expect-violation]'
+  'usage: npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME] [--store file|postgres] [--ttl-ms MS] [--min-grants N] [--min-kills N] [--min-limit-changes N] [--min-restarts N] [--max-seconds S] [--stop-timeout MS] [--keep] [--json] [--expect-violation]'
 
 export function parseArgs(argv) {
   const o = {}
   const flags = { keep: false, json: false, expectViolation: false }
-  const ints = { '--procs': 'procs', '--seconds': 'seconds', '--limit': 'limit', '--keys': 'keys', '--seed': 'seed', '--stop-timeout': 'stopTimeoutMs', '--max-seconds': 'maxSeconds' }
-  const floors = { '--min-grants': 'grants', '--min-kills': 'kills', '--min-limit-changes': 'limitChanges' }
+  const ints = { '--procs': 'procs', '--seconds': 'seconds', '--limit': 'limit', '--keys': 'keys', '--seed': 'seed', '--stop-timeout': 'stopTimeoutMs', '--max-seconds': 'maxSeconds', '--ttl-ms': 'ttlMs' }
+  const floors = { '--min-grants': 'grants', '--min-kills': 'kills', '--min-limit-changes': 'limitChanges', '--min-restarts': 'restarts' }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a in ints || a in floors) {
@@ -37,6 +42,10 @@ export function parseArgs(argv) {
       const v = argv[++i]
       if (!v || !/^[A-Za-z]+(=\d+)?$/.test(v)) throw new Error('--fault needs a name (noGate, reclaimOnSuspicion, reclaimAfterMs=<ms>, ...)')
       o.fault = v === 'none' ? null : v
+    } else if (a === '--store') {
+      const v = argv[++i]
+      if (v !== 'file' && v !== 'postgres') throw new Error('--store needs file or postgres')
+      o.store = v
     } else if (a === '--keep') flags.keep = true
     else if (a === '--json') flags.json = true
     else if (a === '--expect-violation') flags.expectViolation = true
@@ -53,12 +62,20 @@ export function formatSummary(res) {
   const c = s.chaos
   const lines = []
   lines.push(
-    `seed ${s.seed}: ${s.procs} procs, ${s.keys} keys, limit ${s.limit}, ${s.seconds}s${s.fault ? `, FAULT ${s.fault}` : ''} (ran ${s.durationS}s, ${s.workersStarted} workers started)`,
+    `seed ${s.seed}: ${s.procs} procs, ${s.keys} keys, limit ${s.limit}, ${s.seconds}s${s.store === 'postgres' ? `, PostgreSQL store (TTL ${s.ttlMs} ms)` : ''}${s.fault ? `, FAULT ${s.fault}` : ''} (ran ${s.durationS}s, ${s.workersStarted} workers started)`,
   )
   lines.push(
-    `  chaos: ${c.kills} kills (${c.killsHolding} holding, ${c.killsMidClaim} mid-claim, ${c.killsRandom} random), ${c.stops} SIGSTOPs, ${c.limitChanges} limit changes, ${c.rootDeletions} lock-root deletions`,
+    `  chaos: ${c.kills} kills (${c.killsHolding} holding, ${c.killsMidClaim} mid-claim, ${c.killsRandom} random), ${c.stops} SIGSTOPs, ${c.limitChanges} limit changes, ${
+      s.store === 'postgres' ? `${c.restarts} server restarts` : `${c.rootDeletions} lock-root deletions`
+    }`,
   )
   const op = s.ops
+  if (s.store === 'postgres') {
+    const sig = Object.entries(op.lostSignals ?? {})
+    lines.push(
+      `  holds lost: ${op.lostHolds ?? 0} released=false; signals ${sig.length === 0 ? 'none' : sig.map(([k, n]) => `${k}=${n}`).join(', ')}; ${op.unavailable} store_unavailable during restarts`,
+    )
+  }
   lines.push(
     `  ops: ${op.acquires} acquires, ${op.grants} grants (${op.grantsAfterWaiting} after waiting), ${op.releasesOk} released, ${op.releasesFalse} release=false (${op.wiped} wiped by root deletion), ${op.busyWait} deadline misses (lease_busy; ${s.busyReturnedLateOver1s} unpaused ones answered >1 s after waitMs), ${op.busyTry} try-busy, ${op.errors} errors; grant wait p50 ${op.grantWaitMs.p50} ms, p99 ${op.grantWaitMs.p99} ms`,
   )
@@ -76,7 +93,7 @@ export function formatSummary(res) {
   if (s.work?.minWork) {
     const m = s.work.minWork
     lines.push(
-      `  work floor ${m.grants ?? 0} grants, ${m.kills ?? 0} kills, ${m.limitChanges ?? 0} limit changes: ${s.work.done ? 'reached' : 'NOT REACHED (the run proves little; inconclusive)'}`,
+      `  work floor ${m.grants ?? 0} grants, ${m.kills ?? 0} kills, ${m.limitChanges ?? 0} limit changes${m.restarts ? `, ${m.restarts} server restarts` : ''}: ${s.work.done ? 'reached' : 'NOT REACHED (the run proves little; inconclusive)'}`,
     )
   }
   if (s.rallies?.opened > 0) {

@@ -8,17 +8,26 @@
 //   busy  {t, key, mode, waitedMs}         lease_busy (waitMs elapsed) or try-mode null
 //   err   {t, phase, key, code, message}   anything else: the checker counts it as a violation
 //   rally {t, seq, phase, n, met}          a forced interleaving (below): who joined, whether it met
+// On a networked store (cfg.store 'postgres') a hold can end without its holder - its deadline
+// passed while it was stopped, its session died with a server restart - so a holder also logs
+// what it knows of its hold:
+//   held  {t}                              lease.held() was true just after t (t is taken first), so
+//                                          the hold's local deadline had not passed at t
+//   lost  {t, key, reason}                 lease.signal fired (expired, connection_lost, lost)
+//   rel   {t, key, held}                   as above, with lease.held() checked just after t
+// While holding it checks held() every few ms, and stops holding early when it is false.
 // Time is process.hrtime.bigint() (CLOCK_MONOTONIC on Linux, shared by all processes) in µs.
 //
 // Usage (spawned by driver.mjs): node worker.mjs '<json config>'
 import * as fs from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { pathToFileURL } from 'node:url'
 import { deriveSeed, rng } from './prng.mjs'
 
 const cfg = JSON.parse(process.argv[2])
 const { FileStore, acquireWith, normalizeOptions, selfHolder } = await import(pathToFileURL(cfg.internal).href)
+const networked = cfg.store === 'postgres'
 
 const now = () => Number(process.hrtime.bigint() / 1000n)
 const r = rng(deriveSeed(cfg.seed, `worker-${cfg.id}`))
@@ -121,12 +130,18 @@ if (cfg.fault) {
   const [name, value] = cfg.fault.split('=')
   faults[name] = value === undefined ? true : Number(value)
 }
-const store = new FileStore({ root: cfg.root, faults })
+let store
+if (networked) {
+  const { postgresStore } = await import(pathToFileURL(join(dirname(cfg.internal), 'postgres.js')).href)
+  store = postgresStore({ connectionString: cfg.connectionString, schema: cfg.schema, ttlMs: cfg.ttlMs })
+} else {
+  store = new FileStore({ root: cfg.root, faults })
+}
 
 // Some workers record an identity nobody can verify (as if they ran in another pid namespace or
 // behind hidepid): only the kernel witness can then tell whether they are alive. The engine must
 // keep their slots while they live and reclaim them once they are killed.
-const hidden = cfg.hiddenEvery > 0 && cfg.id % cfg.hiddenEvery === 1
+const hidden = !networked && cfg.hiddenEvery > 0 && cfg.id % cfg.hiddenEvery === 1
 const me = selfHolder()
 let busyAnswers = 0
 const hooks = {
@@ -143,6 +158,23 @@ function errorInfo(err) {
     code: err?.code,
     message: String(err?.message ?? err).slice(0, 500),
     stack: String(err?.stack ?? '').split('\n').slice(0, 8).join('\n'),
+  }
+}
+
+/**
+ * Holds for `ms`, checking lease.held() every few ms and logging each time it was true: the
+ * checker's evidence that the hold's local deadline had not passed. Stops early when it is false
+ * (the hold is lost: a correct holder stops using the resource).
+ */
+async function holdWatching(lease, ms) {
+  const end = performance.now() + ms
+  for (;;) {
+    const t = now()
+    if (!lease.held()) return
+    emit({ ev: 'held', t })
+    const left = end - performance.now()
+    if (left <= 0) return
+    await delay(Math.min(left, 15))
   }
 }
 
@@ -190,14 +222,16 @@ for (let cycle = 0; ; cycle++) {
   let lease
   busyAnswers = 0
   try {
-    lease = await acquireWith(store, normalizeOptions({ key, limit, lockRoot: cfg.root, waitMs }), mode, hooks)
+    const where = networked ? { store } : { lockRoot: cfg.root }
+    lease = await acquireWith(store, normalizeOptions({ key, limit, ...where, waitMs }), mode, hooks)
   } catch (err) {
     const t = now()
     if (err?.name === 'LeaseError' && err.code === 'lease_busy') {
       emit({ ev: 'busy', t, key, mode, waitedMs: (t - t0) / 1000 })
     } else {
       emit({ ev: 'err', t, phase: 'acquire', key, ...errorInfo(err) })
-      await delay(20)
+      // A server restarting refuses connections for a while: do not spin on it.
+      await delay(err?.code === 'store_unavailable' ? 100 : 20)
     }
     continue
   }
@@ -212,8 +246,13 @@ for (let cycle = 0; ; cycle++) {
     rallyJoined = rally.seq
     rallyMeet('hold')
   }
+  if (networked) {
+    const held = lease
+    held.signal.addEventListener('abort', () => emit({ ev: 'lost', t: now(), key, reason: String(held.signal.reason) }), { once: true })
+  }
   rally = null
-  await delay(holdMs())
+  if (networked) await holdWatching(lease, holdMs())
+  else await delay(holdMs())
   if (r.chance(0.05)) {
     // Inspecting while holding exercises the read path under chaos; it must never throw.
     try {
@@ -222,9 +261,14 @@ for (let cycle = 0; ; cycle++) {
       emit({ ev: 'err', t: now(), phase: 'inspect', key, ...errorInfo(err) })
     }
   }
-  emit({ ev: 'rel', t: now(), key })
+  if (networked) {
+    const t = now()
+    emit({ ev: 'rel', t, key, held: lease.held() })
+  } else {
+    emit({ ev: 'rel', t: now(), key })
+  }
   try {
-    const ok = r.chance(0.3) ? lease.releaseSync() : await lease.release()
+    const ok = !networked && r.chance(0.3) ? lease.releaseSync() : await lease.release()
     emit({ ev: 'reld', t: now(), key, ok })
   } catch (err) {
     emit({ ev: 'err', t: now(), phase: 'release', key, ...errorInfo(err) })
@@ -232,6 +276,7 @@ for (let cycle = 0; ; cycle++) {
   if (r.chance(0.5)) await delay(r.range(0, 10))
 }
 
+if (networked) await store.close()
 emit({ ev: 'exit', t: now() })
 fs.closeSync(logFd)
 process.exit(0)

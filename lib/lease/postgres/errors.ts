@@ -5,8 +5,11 @@ import { PostgresSchemaError, SQLSTATE } from './schema.js'
 
 /** SQLSTATE of an error from the server, if it has one. */
 export function sqlState(err: unknown): string | null {
-  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : null
+  if (!(err instanceof Error)) return null
+  const e = err as { code?: unknown; syscall?: unknown; errno?: unknown }
+  // A socket error's errno code can look like one (EPIPE, EBADF: five capitals).
+  if (e.syscall !== undefined || typeof e.errno === 'number') return null
+  return typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : null
 }
 
 /**

@@ -128,7 +128,13 @@ export class PostgresStore implements LeaseStore {
   private holder(): Promise<Session> {
     if (this.holderSession === null) {
       const opening = (async () => {
-        const s = await this.openSession('holder', (err) => this.holderDied(s, err))
+        // A session can die while it opens (before `s` is set): it holds nothing yet, and the
+        // queries below fail on it as an outage.
+        let opened: Session | null = null
+        const s = await this.openSession('holder', (err) => {
+          if (opened !== null) this.holderDied(opened, err)
+        })
+        opened = s
         try {
           // Through the session, so that its socket keeps the process alive while the probe runs.
           const probe = await detectPooler({ processID: s.client.processID ?? null, query: (text, values) => s.query(text, values) })
