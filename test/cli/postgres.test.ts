@@ -242,11 +242,11 @@ describe('errors on the PostgreSQL store', () => {
     }
   })
 
-  it('a schema from a newer proclease: schema_too_new, exit 70, the store named', async () => {
+  it('a schema from a newer proclease: store_unsupported, exit 70, the store named', async () => {
     await admin.query(`UPDATE "${schema}".schema_version SET version = 999`)
     const r = await runCli(['status', ...store()])
     expect(r.code).toBe(70)
-    expect(r.stderr).toMatch(new RegExp(`^proclease: cannot use the PostgreSQL store .* \\(schema ${schema}\\): schema ${schema} is at version 999, newer than this proclease .* \\(schema_too_new\\)\n$`))
+    expect(r.stderr).toMatch(new RegExp(`^proclease: cannot use the PostgreSQL store .* \\(schema ${schema}\\): schema ${schema} is at version 999, newer than this proclease .* \\(store_unsupported\\)\n$`))
   })
 
   it.each([

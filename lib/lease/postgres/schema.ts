@@ -272,12 +272,6 @@ BEGIN
     RETURN;
   END IF;
 
-  -- A grant must outlive a server crash once its claimer has seen the answer: with asynchronous
-  -- commit, recovery would forget the hold's row and the fence sequence's advance, and hand out
-  -- the same fences again. Only 'off' is raised (to 'local'); a stricter setting stays.
-  IF current_setting('synchronous_commit') = 'off' THEN
-    PERFORM set_config('synchronous_commit', 'local', true);
-  END IF;
   -- 4 (cont.). The fence; the sequence ends at 2^53 - 1.
   BEGIN
     v_fence := nextval(${literal(`${s}.fences`)});
