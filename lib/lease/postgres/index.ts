@@ -403,9 +403,14 @@ export class PostgresStore implements LeaseStore {
       return null
     }
     if (listener === null) return null
+    const watchRef: { current: KeyWatch | null } = { current: null }
     let unlisten: () => void
     try {
-      unlisten = await listener.listen(this.o.schema, key, onChange)
+      // While we block on the only holder's session lock, its release wakes us through that lock
+      // (unlocked in the release itself): the NOTIFY at its commit would only wake us twice.
+      unlisten = await listener.listen(this.o.schema, key, () => {
+        if (!(watchRef.current?.covered ?? false)) onChange()
+      })
     } catch {
       return null
     }
@@ -445,6 +450,7 @@ export class PostgresStore implements LeaseStore {
         }
       },
     }
+    watchRef.current = w
     w.update(wake)
     return w
   }
