@@ -37,7 +37,17 @@ export interface FileStoreSpec {
  * told apart by `kind`; the PostgreSQL store adds
  * `{ kind: 'postgres'; connectionString; schema; ttlMs; witness }` here and a case in openStore.
  */
-export type StoreSpec = FileStoreSpec
+export type StoreSpec = FileStoreSpec | PostgresStoreSpec
+
+/** A PostgreSQL store; `faults` installs test-only variants of the server functions into its schema. */
+export interface PostgresStoreSpec {
+  kind: 'postgres'
+  connectionString: string
+  schema: string
+  ttlMs?: number
+  witness?: 'session' | 'none'
+  faults?: ClaimFault[]
+}
 
 /** Test seams that are functions, so they cannot travel in a spec: pauses inside a claim. */
 export interface StoreSeams {
@@ -78,6 +88,27 @@ function openFileStore(spec: FileStoreSpec, seams: StoreSeams): FileStore {
   return new FileStore({ ...opts, classify: { host: { ...host, bootId: `unknown-${host.hostname}` } } })
 }
 
+function openPostgresStore(spec: PostgresStoreSpec): PostgresStore {
+  const faults = spec.faults ?? []
+  if (!Array.isArray(faults) || faults.some((f) => typeof f !== 'string')) throw invalidSpec('faults must be an array of fault names')
+  const { connectionString, schema } = spec
+  const opts = { connectionString, schema, ...(spec.ttlMs !== undefined ? { ttlMs: spec.ttlMs } : {}), ...(spec.witness !== undefined ? { witness: spec.witness } : {}) }
+  // Installed by every process opening the spec: serialized like migrations, or concurrent
+  // CREATE OR REPLACE FUNCTIONs fail with "tuple concurrently updated".
+  const install = async (q: Queryable): Promise<void> => {
+    await q.query('BEGIN')
+    try {
+      await q.query('SELECT pg_advisory_xact_lock($1::integer, hashtext($2))', [MIGRATION_LOCK_CLASS, schema])
+      await q.query(functionsSql(schema, faults))
+      await q.query('COMMIT')
+    } catch (err) {
+      await q.query('ROLLBACK').catch(() => undefined)
+      throw err
+    }
+  }
+  return new PostgresStore(opts, faults.length > 0 ? { afterMigrate: install } : {})
+}
+
 /** Opens the store a spec describes. Each call opens a new store; close it when done. */
 export function openStore(spec: StoreSpec, seams: StoreSeams = {}): LeaseStore {
   if (spec === null || typeof spec !== 'object') throw invalidSpec('must be an object')
@@ -85,12 +116,17 @@ export function openStore(spec: StoreSpec, seams: StoreSeams = {}): LeaseStore {
   switch (spec.kind) {
     case 'file':
       return openFileStore(spec, seams)
+    case 'postgres':
+      return openPostgresStore(spec)
     default: {
-      const unknown: never = spec.kind
-      throw invalidSpec(`unknown kind ${JSON.stringify(unknown ?? kind)}`)
+      const unknown: never = spec
+      throw invalidSpec(`unknown kind ${JSON.stringify(kind)} in ${typeof unknown}`)
     }
   }
 }
 // The PostgreSQL schema's migration and its function text (with test-only faults), for the chaos
 // harness's --store postgres runs and their negative controls.
 export { functionsSql, migrate } from './lease/postgres/schema.js'
+import { type ClaimFault, MIGRATION_LOCK_CLASS, functionsSql } from './lease/postgres/schema.js'
+import type { Queryable } from './lease/postgres/queryable.js'
+import { PostgresStore } from './lease/postgres/index.js'

@@ -35,23 +35,26 @@ function granted(m: Msg): Msg & { slot: number; fence: number } {
 }
 
 interface Run {
-  intervals: Array<Interval & { fence: number }>
+  /** Logged inside each true hold (for overlap); `asked`/`done` bound it from outside (for fence order). */
+  intervals: Array<Interval & { fence: number; asked: bigint; done: bigint }>
   busy: number
   lost: number
   fences: number[]
 }
 
 /**
- * Fences are unique, and a grant that certainly came after another (its logged acquire follows
- * the other's logged release) carries a larger fence. Returns the number of ordered pairs checked.
+ * Fences are unique, and a grant that certainly came after another's release (its acquire was
+ * called after the other's release had returned) carries a larger fence. Logged grant times are
+ * not enough: an answer can reach its holder after a later grant's holder has come and gone.
+ * Returns the number of ordered pairs checked.
  */
 function checkFences(run: Run): number {
   expect(new Set(run.fences).size).toBe(run.fences.length)
-  const byRelease = [...run.intervals].sort((a, b) => (a.end < b.end ? -1 : a.end > b.end ? 1 : 0))
+  const byRelease = [...run.intervals].sort((a, b) => (a.done < b.done ? -1 : a.done > b.done ? 1 : 0))
   let pairs = 0
   for (const later of run.intervals) {
     for (const earlier of byRelease) {
-      if (earlier.end >= later.start) break
+      if (earlier.done >= later.asked) break
       pairs++
       if (earlier.fence >= later.fence) throw new Error(`fence ${later.fence} granted after ${earlier.fence} was released`)
     }
@@ -103,16 +106,16 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
       for (const k of kids) k.send('go')
       await Promise.all(
         kids.map(async (k, n) => {
-          let open: { t: bigint; fence: number } | null = null
+          let open: { t: bigint; asked: bigint; fence: number } | null = null
           for (;;) {
             const m = await k.next()
             if (m.ev === 'acq') {
               expect(open).toBeNull()
-              open = { t: BigInt(m.t as string), fence: m.fence as number }
+              open = { t: BigInt(m.t as string), asked: BigInt(m.asked as string), fence: m.fence as number }
               run.fences.push(m.fence as number)
             } else if (m.ev === 'rel') {
               if (open === null) throw new Error('release logged without an acquire')
-              run.intervals.push({ who: `p${n}`, start: open.t, end: BigInt(m.t as string), fence: open.fence })
+              run.intervals.push({ who: `p${n}`, start: open.t, end: BigInt(m.t as string), fence: open.fence, asked: open.asked, done: BigInt(m.done as string) })
               open = null
             } else if (m.ev === 'done') {
               run.busy += m.busy as number
@@ -131,12 +134,14 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         const store = open(spec)
         const opts = normalizeOptions({ key, limit: o.limit, store, waitMs: 30_000 })
         for (let i = 0; i < o.cycles; i++) {
+          const asked = process.hrtime.bigint()
           const lease = (await acquireWith(store, opts, 'wait', { onBusy: () => run.busy++ })) as Lease
           const start = process.hrtime.bigint()
           run.fences.push(lease.fence)
           await new Promise((r) => setTimeout(r, o.holdMs))
-          run.intervals.push({ who: `c${n}`, start, end: process.hrtime.bigint(), fence: lease.fence })
+          const end = process.hrtime.bigint()
           if (!(await lease.release())) run.lost++
+          run.intervals.push({ who: `c${n}`, start, end, fence: lease.fence, asked, done: process.hrtime.bigint() })
           await new Promise((r) => setImmediate(r))
         }
       }),
@@ -451,8 +456,9 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         const lost = await acquireLease({ key: KEY, limit: 2, store })
         expect([kept.held(), lost.held()]).toEqual([true, true])
         await target.evict(spec, KEY, lost.slot)
-        // held() asks now, before any event could have announced the loss.
-        expect(lost.held()).toBe(false)
+        // held() asks now, before any event could have announced the loss (where the store can
+        // see an eviction locally; a networked store learns it at its next renewal).
+        if (caps.heldSeesEviction) expect(lost.held()).toBe(false)
         expect(kept.held()).toBe(true)
         expect(await lost.release()).toBe(false)
         expect(lost.signal.aborted).toBe(true)
@@ -545,7 +551,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         const key = 'inspect-key'
         const h = await holder()
         granted(await h.acquire({ key, limit: 2, metadata: { job: 'secret-job' } }))
-        expect(await inspectLeases({ key, store })).toEqual({ key, active: 1, limit: 2, holders: [{ slot: 0, state: 'alive' }] })
+        expect(await inspectLeases({ key, store })).toEqual({ key, active: 1, ...(caps.recordsLimit ? { limit: 2 } : {}), holders: [{ slot: 0, state: 'alive' }] })
         const verbose = await inspectLeases({ key, store, verbose: true })
         expect(verbose.holders[0]).toMatchObject({ pid: h.pid, metadata: { job: 'secret-job' } })
       })

@@ -41,6 +41,13 @@ export interface Capabilities {
    * store (its witnesses say alive); a store whose holds expire (a TTL) reclaims it later instead.
    */
   stoppedHolderKept: boolean
+  /**
+   * `held()` turns false at once when the hold is removed behind its holder's back. True for the
+   * file store (it looks at its own file); a networked store learns it at its next renewal.
+   */
+  heldSeesEviction: boolean
+  /** Holds record the limit their holder asked for (inspection then reports the largest). */
+  recordsLimit: boolean
 }
 
 export interface StoreTarget<S extends object> {

@@ -7,7 +7,11 @@ import { acquireWith, selfHolder } from '../../lib/lease/engine.js'
 import { normalizeOptions } from '../../lib/lease/options.js'
 import { parseRecord } from '../../lib/lease/records.js'
 import { keyDirName } from '../../lib/lease/root.js'
-import { type FileStoreSpec, openStore } from '../../lib/internal.js'
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import { inject } from 'vitest'
+import { type FileStoreSpec, type PostgresStoreSpec, openStore } from '../../lib/internal.js'
+import { type ClaimFault, migrate } from '../../lib/lease/postgres/schema.js'
 import { hostIdentity } from '../../lib/probes.js'
 import { freshRoot } from '../helpers/lease.js'
 import { localHolders, processHolders } from './holders.js'
@@ -61,7 +65,7 @@ export function fileTarget(opts: { kernelWitness: boolean }): StoreTarget<FileSt
     unverifiableHolder: { pidNamespace: 'pid:[proclease-conformance-elsewhere]' },
     outage: { none: 'a local directory has no outage to switch on' },
     secrets: (spec, key) => [spec.root, keyDirName(key), keyDirName(key).slice(-32)],
-    capabilities: { releaseSync: true, handOff: true, listKeys: true, pauseMidClaim: true, stoppedHolderKept: true },
+    capabilities: { releaseSync: true, handOff: true, listKeys: true, pauseMidClaim: true, stoppedHolderKept: true, heldSeesEviction: true, recordsLimit: true },
   }
 }
 
@@ -149,5 +153,58 @@ export const memoryTarget: StoreTarget<MemorySpec> = {
     },
   },
   secrets: () => [],
-  capabilities: { releaseSync: true, handOff: false, listKeys: true, pauseMidClaim: true, stoppedHolderKept: true },
+  capabilities: { releaseSync: true, handOff: false, listKeys: true, pauseMidClaim: true, stoppedHolderKept: true, heldSeesEviction: true, recordsLimit: true },
+}
+
+/**
+ * The PostgreSQL store on the test server (vitest's globalSetup), one fresh schema per spec.
+ * 'session': the session witness and observed expiry; 'none': expiry only (as through a
+ * transaction-mode pooler). TTL 2 s keeps the expiry paths short.
+ */
+export function postgresTarget(opts: { witness: 'session' | 'none' }): StoreTarget<PostgresStoreSpec> {
+  const FAULTS: Record<Fault, ClaimFault> = {
+    overAdmit: 'overAdmit',
+    reclaimOnSuspicion: 'reclaimOnSuspicion',
+    noGate: 'noGate',
+    countByIndex: 'countBelowLimit',
+    releaseIgnoresToken: 'releaseIgnoresToken',
+  }
+  async function withClient<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+    const c = new pg.Client({ connectionString: inject('pgConnectionString') })
+    c.on('error', () => undefined)
+    await c.connect()
+    try {
+      return await fn(c)
+    } finally {
+      await c.end()
+    }
+  }
+  return {
+    name: opts.witness === 'session' ? 'PostgreSQL store (session witness + expiry)' : 'PostgreSQL store (expiry only)',
+    async spec() {
+      const schema = `c_${randomBytes(6).toString('hex')}`
+      await withClient((c) => migrate(c, schema))
+      return { kind: 'postgres', connectionString: inject('pgConnectionString'), schema, ttlMs: 2000, witness: opts.witness }
+    },
+    open: (spec) => openStore(spec),
+    async peek(spec, key): Promise<Peek> {
+      return withClient(async (c) => {
+        const r = await c.query<{ fence: string }>(`SELECT fence::text AS fence FROM "${spec.schema}".holds WHERE key = $1`, [key])
+        return { holds: r.rows.length, fences: r.rows.map((x) => Number(x.fence)).sort((a, b) => a - b) }
+      })
+    },
+    async evict(spec, key, slot) {
+      await withClient((c) => c.query(`DELETE FROM "${spec.schema}".holds WHERE key = $1 AND slot = $2`, [key, slot]))
+    },
+    faulty: (spec, fault) => ({ ...spec, faults: [FAULTS[fault]] }),
+    optionalFaults: ['releaseIgnoresToken'],
+    crossProcess: true,
+    holders: (spec) => processHolders(spec),
+    // With the session witness every live holder is proven alive by its session; with expiry
+    // only, no witness speaks for a live holder until its TTL has been observed to pass.
+    unverifiableHolder: opts.witness === 'session' ? null : {},
+    outage: { none: 'the shared test server cannot be stopped here; test/lease/postgres/pause.test.ts shows store_unavailable on a server of its own' },
+    secrets: (spec) => [spec.schema, spec.connectionString],
+    capabilities: { releaseSync: false, handOff: false, listKeys: true, pauseMidClaim: false, stoppedHolderKept: false, heldSeesEviction: false, recordsLimit: false },
+  }
 }

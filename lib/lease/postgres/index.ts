@@ -32,6 +32,7 @@ import { type NormalizedPostgresOptions, type PostgresStoreOptions, normalizePos
 import { detectPooler } from './pooler.js'
 import { migrate } from './schema.js'
 import { Session, holderSettings } from './session.js'
+import type { Queryable } from './queryable.js'
 import { Listener, SessionLockWaiter } from './watch.js'
 
 export type { PostgresStoreOptions, PostgresConnection } from './options.js'
@@ -74,12 +75,15 @@ export interface PostgresStoreSeams {
    * TTLs, idle_session_timeout = 0). Tests give aggressive ones to show what the defaults prevent.
    */
   holderSettings?: (ttlMs: number) => Record<string, string>
+  /** Runs on the holder session right after migration (tests install faulty function variants). */
+  afterMigrate?: (session: Queryable) => Promise<void>
 }
 
 export class PostgresStore implements LeaseStore {
   private readonly o: NormalizedPostgresOptions
   private readonly now: () => number
   private readonly holderSettings: (ttlMs: number) => Record<string, string>
+  private readonly afterMigrate: ((session: Queryable) => Promise<void>) | undefined
   private holderSession: Promise<Session> | null = null
   private listener: Promise<Listener | null> | null = null
   private readonly observed = new Map<string, Map<string, Observed>>()
@@ -95,6 +99,7 @@ export class PostgresStore implements LeaseStore {
     this.o = normalizePostgresOptions(options)
     this.now = seams.now ?? (() => performance.now())
     this.holderSettings = seams.holderSettings ?? holderSettings
+    this.afterMigrate = seams.afterMigrate
   }
 
   /** The settings in force (after defaults), for diagnostics. */
@@ -152,6 +157,7 @@ export class PostgresStore implements LeaseStore {
           }
           // A migration waits up to its own lock timeout (30 s) behind a concurrent one.
           if (this.o.migrate) await migrate(s.bounded(MIGRATE_LOCK_TIMEOUT_MS + this.o.callTimeoutMs), this.o.schema, { lockTimeoutMs: MIGRATE_LOCK_TIMEOUT_MS })
+          if (this.afterMigrate) await this.afterMigrate(s)
           return s
         } catch (err) {
           await s.end()
