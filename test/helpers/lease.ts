@@ -69,8 +69,13 @@ export class JsonChild {
   private waiters: Array<() => void> = []
   stderr = ''
 
-  constructor(script: string, args: string[]) {
-    this.proc = spawn(process.execPath, [join(FIXTURES, script), ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+  /**
+   * `script` is relative to the lease fixtures (or absolute); `wrap` runs node under a wrapper
+   * command that execs it (`ip netns exec NS`), so the pid is still the child's own.
+   */
+  constructor(script: string, args: string[], opts: { wrap?: string[] } = {}) {
+    const argv = [...(opts.wrap ?? []), process.execPath, resolve(FIXTURES, script), ...args]
+    this.proc = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
     this.exited = new Promise((res) => {
       this.proc.once('exit', (code, signal) => {
         this.wake()

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { PostgresStore, type PostgresStoreSeams } from '../../../lib/lease/postgres/index.js'
 import { type Cluster, stop } from '../../../scripts/pg/cluster.mjs'
-import { REPO, cleanup, leaseLib } from '../../helpers/lease.js'
+import { JsonChild, REPO, cleanup, leaseLib } from '../../helpers/lease.js'
 import { closeClients, connect, freshSchema } from '../../helpers/pg.js'
 
 export type StoreOpts = {
@@ -19,78 +19,17 @@ export type StoreOpts = {
   lockTimeoutMs?: number
 }
 
-export type Msg = { ev: string; [k: string]: unknown }
+export type { Msg } from '../../helpers/lease.js'
+import type { Msg } from '../../helpers/lease.js'
 
 /**
- * A holder process speaking JSON lines (like JsonChild), optionally run under a wrapper command
- * (`ip netns exec NS`): the wrapper execs node, so the pid is the agent's own.
+ * A holder process (fixtures/store-agent.mjs) speaking JSON lines, optionally run under a wrapper
+ * command (`ip netns exec NS`): the wrapper execs node, so the pid is the agent's own.
  */
-export class Agent {
-  readonly proc: ChildProcess
-  readonly exited: Promise<void>
-  private readonly lines: Msg[] = []
-  private waiters: Array<() => void> = []
-  stderr = ''
-
+export class Agent extends JsonChild {
   constructor(args: string[], wrap: string[] = []) {
-    const argv = [...wrap, process.execPath, join(REPO, 'test', 'lease', 'postgres', 'fixtures', 'store-agent.mjs'), ...args]
-    this.proc = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
-    this.exited = new Promise((res) => {
-      this.proc.once('exit', () => {
-        this.wake()
-        res()
-      })
-    })
-    this.proc.once('error', (err) => {
-      this.stderr += String(err)
-      this.wake()
-    })
-    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      let msg: Msg
-      try {
-        msg = JSON.parse(line) as Msg
-      } catch {
-        msg = { ev: 'garbage', line }
-      }
-      this.lines.push(msg)
-      this.wake()
-    })
-    this.proc.stderr!.on('data', (d: Buffer) => {
-      this.stderr += d.toString()
-    })
-    this.proc.stdin!.on('error', () => {
-      // Killed by the test: writes to it are moot.
-    })
+    super(join(REPO, 'test', 'lease', 'postgres', 'fixtures', 'store-agent.mjs'), args, { wrap })
     agents.add(this)
-  }
-
-  get running(): boolean {
-    return this.proc.exitCode === null && this.proc.signalCode === null
-  }
-
-  send(cmd: unknown): void {
-    this.proc.stdin!.write(`${JSON.stringify(cmd)}\n`)
-  }
-
-  async next(): Promise<Msg> {
-    for (;;) {
-      const msg = this.lines.shift()
-      if (msg !== undefined) return msg
-      if (!this.running) throw new Error(`agent ${this.proc.pid} exited (${this.proc.exitCode ?? this.proc.signalCode}) before replying; stderr: ${this.stderr}`)
-      await new Promise<void>((r) => this.waiters.push(r))
-    }
-  }
-
-  /** The next line of kind `ev`, skipping none: anything else is a failure. */
-  async expect(ev: string): Promise<Msg> {
-    const msg = await this.next()
-    if (msg.ev !== ev) throw new Error(`expected ${ev}, got ${JSON.stringify(msg)}; stderr: ${this.stderr}`)
-    return msg
-  }
-
-  async call(cmd: unknown): Promise<Msg> {
-    this.send(cmd)
-    return this.next()
   }
 
   /** The reply of kind `ev` to `cmd`, with any 'lost' notice that comes first set aside in `events`. */
@@ -104,19 +43,9 @@ export class Agent {
     }
   }
 
-  async kill(): Promise<void> {
-    if (this.running) {
-      this.proc.kill('SIGCONT')
-      this.proc.kill('SIGKILL')
-    }
-    await this.exited
+  override async kill(): Promise<void> {
+    await super.kill()
     agents.delete(this)
-  }
-
-  private wake(): void {
-    const w = this.waiters
-    this.waiters = []
-    for (const f of w) f()
   }
 }
 
