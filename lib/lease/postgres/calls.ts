@@ -394,3 +394,36 @@ export async function listKeys(client: Queryable, schema: string): Promise<Array
     return { key: str(row, 'key'), holds: int(row, 'holds') }
   })
 }
+
+/**
+ * The class of a key's turnstile lock, in the two-int4 key space: below 10000 (PostgreSQL's
+ * hand-assigned OIDs) and none of the catalog schemas' OIDs (11, 99, 2200), so never the OID of a
+ * proclease schema, which is the class of every hold's lock (docs/postgres.md).
+ */
+export const TURNSTILE_LOCK_CLASS = 7070
+
+/** The text hashed (server-side, hashtext) into a key's turnstile object id: schema and key. */
+export function turnstileText(schema: string, key: string): string {
+  quoteSchema(schema)
+  return `${schema}\u001f${key}`
+}
+
+/** What a turnstile owner reads before blocking: the key's stored holds, unjudged, in slot order. */
+export interface PeekedHold {
+  sessionWitness: boolean
+  lock: LockKey
+}
+
+/** The key's stored holds (a plain read: it waits for no row lock and changes nothing). */
+export async function peekHolds(client: Queryable, schema: string, key: string): Promise<PeekedHold[]> {
+  const s = quoteSchema(schema)
+  const res = await client.query(
+    `SELECT lock_class, lock_object, (witness = 'session' AND server_started = pg_postmaster_start_time()) AS session_witness
+       FROM ${s}.holds WHERE key = $1 ORDER BY slot`,
+    [key],
+  )
+  return res.rows.map((raw) => {
+    const row = raw as Row
+    return { sessionWitness: bool(row, 'session_witness'), lock: { classId: int(row, 'lock_class'), objectId: int(row, 'lock_object') } }
+  })
+}

@@ -9,7 +9,8 @@
 //   4. on busy, remembers each hold's renew counter and when it was first seen: a hold seen
 //      unrenewed for its whole TTL on this process's monotonic clock is passed as expired next
 //      time. No wall clock is compared across hosts.
-// Waiters are woken by NOTIFY on release and by blocking on a holder's session lock (watch.ts).
+// Waiters are woken by NOTIFY on release and by blocking on a holder's session lock, one waiter per
+// key at a time: the owner of the key's turnstile (watch.ts).
 import { randomBytes } from 'node:crypto'
 import { LeaseError } from '../../errors.js'
 import type {
@@ -58,6 +59,7 @@ interface Observed {
 
 interface PgWake {
   key: string
+  limit: number
   holds: calls.BusyHold[]
 }
 
@@ -279,7 +281,7 @@ export class PostgresStore implements LeaseStore {
     const seenAt = this.now()
     if (r.outcome === 'busy') {
       const recheckInMs = this.observe(req.key, r.holds, seenAt)
-      const opaque: PgWake = { key: req.key, holds: r.holds }
+      const opaque: PgWake = { key: req.key, limit: r.limit, holds: r.holds }
       return { kind: 'busy', active: r.active, limit: r.limit, wake: { recheckInMs, opaque } }
     }
     const fence = Number(r.fence)
@@ -412,39 +414,30 @@ export class PostgresStore implements LeaseStore {
     const watchRef: { current: KeyWatch | null } = { current: null }
     let unlisten: () => void
     try {
-      // While we block on the only holder's session lock, its release wakes us through that lock
-      // (unlocked in the release itself): the NOTIFY at its commit would only wake us twice.
+      // A covered waiter is woken otherwise (see `covered`): a NOTIFY would only wake it twice,
+      // or wake every waiter of the key at once.
       unlisten = await listener.listen(this.o.schema, key, () => {
         if (!(watchRef.current?.covered ?? false)) onChange()
       })
     } catch {
       return null
     }
-    const waiter =
-      this.o.witness === 'session'
-        ? new SessionLockWaiter(
-            () => this.openTuned('waiter', () => undefined),
-            onChange,
-          )
-        : null
+    const waiter = this.o.witness === 'session' ? new SessionLockWaiter(() => this.openTuned('waiter', () => undefined), this.o.schema, key, onChange) : null
     if (waiter) this.waiters.add(waiter)
-    let holds: calls.BusyHold[] = []
     let open = true
     const w: KeyWatch = {
       get alive(): boolean {
         return open && listener.alive
       },
       get covered(): boolean {
-        // Every change that could free a slot is announced only with one hold whose session lock
-        // we block on (a release NOTIFYs; its death ends our wait). Expiry comes via recheckInMs.
-        const h = holds[0]
-        return open && listener.alive && holds.length === 1 && h !== undefined && h.sessionWitness && waiter !== null && waiter.covers(h)
+        // Queued for the key's turnstile, a waiter is woken when it gets it; owning it, by the
+        // release or death of the only hold, whose session lock it blocks on (a release NOTIFYs
+        // too, but the unlock in the release already woke it). Expiry comes via recheckInMs.
+        return open && listener.alive && waiter !== null && waiter.covered
       },
       update(next: WakeHint): void {
         const o = next.opaque as PgWake | undefined
-        holds = o?.key === key ? o.holds : []
-        const first = holds.find((h) => h.sessionWitness)
-        if (first && waiter) waiter.block(first)
+        if (o?.key === key) waiter?.arm(o.holds, o.limit)
       },
       close: (): void => {
         if (!open) return

@@ -164,6 +164,16 @@ export class Session implements Queryable {
     return { query: (text, values) => this.query(text, values, timeoutMs) }
   }
 
+  /**
+   * Ends the session without a goodbye: for a session whose backend is blocked in a lock wait and
+   * would read none. The server ends the backend when its wait returns and the answer cannot go out.
+   */
+  destroy(): void {
+    if (this.ended) return
+    this.ended = true
+    this.client.connection?.stream?.destroy?.()
+  }
+
   /** Gives the session up at once: dead to its owner, socket destroyed (no goodbye to wait for). */
   private abandon(err: Error): void {
     this.die(err)

@@ -1,13 +1,19 @@
 // Waking a waiter: LISTEN on the key's channel (a release NOTIFYs it) on one listening session per
-// store, and, for fast crash recovery, blocking on a holder's session lock on a session of its own
-// (`pg_advisory_xact_lock_shared` returns the moment the holder's session ends). Both are hints:
-// the waiter's next claim judges again.
-import type { LockKey, BusyHold } from './calls.js'
-import { channelFor } from './calls.js'
+// store, and blocking on a holder's session lock on a session of its own
+// (`pg_advisory_xact_lock_shared` returns the moment the holder releases or its session ends).
+// One waiter per key blocks on the holder at a time: the one that owns the key's turnstile, a
+// session-level advisory lock that PostgreSQL grants to its waiters in FIFO order. The others
+// queue for the turnstile and are woken when they get it, so a hand-off wakes one waiter, not
+// all of them at once. All of it is a hint: the waiter's next claim judges again.
+import type { LockKey, BusyHold, PeekedHold } from './calls.js'
+import { TURNSTILE_LOCK_CLASS, channelFor, peekHolds, turnstileText } from './calls.js'
 import type { Session } from './session.js'
 
 /** Bound on one blocking wait for a holder's session lock; the next busy answer blocks again. */
 const BLOCK_STATEMENT_MS = 30_000
+
+/** How often a waiter's backend, in a lock wait, checks that its client is still there. */
+const CONNECTION_CHECK_MS = 1_000
 
 /** One LISTEN session shared by every watch of a store. */
 export class Listener {
@@ -50,61 +56,172 @@ export class Listener {
   }
 }
 
-function sameLock(a: LockKey, b: LockKey): boolean {
-  return a.classId === b.classId && a.objectId === b.objectId
+/** PostgreSQL's statement_timeout ended the statement: block again on the same session. */
+function statementTimedOut(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '57014'
 }
 
-/** Blocks on one holder's session lock at a time; calls back when the wait returns. */
+/** What to block on next: the first session-witnessed hold, and whether it is the only hold. */
+interface Target {
+  lock: LockKey
+  /** Its release or death is then the only change that can free a slot (expiry aside). */
+  coversAll: boolean
+}
+
+function targetOf(holds: ReadonlyArray<BusyHold | PeekedHold>): Target | null {
+  const first = holds.find((h) => h.sessionWitness)
+  if (!first) return null
+  return { lock: first.lock, coversAll: holds.length === 1 }
+}
+
+/**
+ * A waiter's own session: queues for the key's turnstile, then (owning it) blocks on one holder's
+ * session lock at a time and calls back when that wait returns. The turnstile is held until the
+ * waiter ends (its session ends with it, and so does a crashed waiter's).
+ *   queued   — waiting for the turnstile: its wake is the turnstile (covered);
+ *   peeking  — owns it, reading the key's holds to know whom to block on (covered);
+ *   blocking — owns it, blocked on `current` (covered when that is the only hold);
+ *   woken    — owns it, the callback ran and its claim is under way (covered: a wake now would
+ *              be dropped by the engine anyway); the next busy answer says whom to block on;
+ *   owning   — owns it, but that answer named no hold with a session lock: NOTIFY wakes it;
+ *   idle     — not started, or its session failed: NOTIFY and polling wake it meanwhile.
+ */
 export class SessionLockWaiter {
-  private current: LockKey | null = null
+  private phase: 'idle' | 'queued' | 'peeking' | 'blocking' | 'woken' | 'owning' = 'idle'
+  private current: Target | null = null
+  private next: ((t: Target) => void) | null = null
+  private session: Session | null = null
   private ended = false
 
   constructor(
     private readonly open: () => Promise<Session>,
+    private readonly schema: string,
+    private readonly key: string,
     private readonly onReturn: () => void,
   ) {}
 
-  private session: Promise<Session> | null = null
-
-  /** True while blocking on the lock of `hold`. */
-  covers(hold: BusyHold): boolean {
-    return this.current !== null && sameLock(this.current, hold.lock)
-  }
-
-  /** Starts blocking on `hold`'s session lock unless already doing so. */
-  block(hold: BusyHold): void {
-    if (this.ended || this.covers(hold) || this.current !== null) return
-    const lock = hold.lock
-    this.current = lock
-    void this.wait(lock)
-  }
-
-  private async wait(lock: LockKey): Promise<void> {
-    try {
-      this.session ??= this.open().then(async (s) => {
-        await s.query(`SELECT set_config('statement_timeout', $1, false)`, [String(BLOCK_STATEMENT_MS)])
-        return s
-      })
-      const s = await this.session
-      if (this.ended) return
-      // Shared, and released when the statement ends: it never stands in a claimer's way for long.
-      // The server ends the wait at BLOCK_STATEMENT_MS; this side waits that long plus a call's bound.
-      await s.query('SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)', [lock.classId, lock.objectId], BLOCK_STATEMENT_MS + s.callTimeoutMs)
-      if (!this.ended) this.onReturn()
-    } catch {
-      // A timeout or a lost session: the next busy answer blocks again (on a new session).
-      const s = this.session
-      this.session = null
-      if (s) void s.then((x) => x.end(), () => undefined)
-    } finally {
-      if (this.current !== null && sameLock(this.current, lock)) this.current = null
+  /** Every change that could free a slot wakes this waiter (expiry aside, see recheckInMs). */
+  get covered(): boolean {
+    switch (this.phase) {
+      case 'queued':
+      case 'peeking':
+      case 'woken':
+        return true
+      case 'blocking':
+        return this.current?.coversAll ?? false
+      default:
+        return false
     }
   }
 
-  async end(): Promise<void> {
-    this.ended = true
+  /** Follows the latest busy answer: starts queueing, or (woken owner) blocks on its first hold. */
+  arm(holds: readonly BusyHold[], limit: number): void {
+    if (this.ended) return
+    if (this.phase === 'idle') {
+      this.phase = 'queued'
+      void this.run(limit)
+      return
+    }
+    if (this.phase !== 'woken' && this.phase !== 'owning') return
+    const t = targetOf(holds)
+    const resume = this.next
+    if (t === null || resume === null) {
+      this.phase = 'owning'
+      return
+    }
+    this.next = null
+    // Set now: the engine reads `covered` right after the busy answer that armed us.
+    this.phase = 'blocking'
+    this.current = t
+    resume(t)
+  }
+
+  private async run(limit: number): Promise<void> {
+    try {
+      const s = await this.open()
+      if (this.ended) {
+        await s.end()
+        return
+      }
+      this.session = s
+      // A backend in a lock wait notices a vanished client only with client_connection_check_interval
+      // (PostgreSQL 14+): without it, a crashed waiter's backend would keep the turnstile (or its
+      // place in the queue) until its wait returned.
+      await s.query(
+        `SELECT set_config('statement_timeout', $1, false),
+                CASE WHEN current_setting('server_version_num')::integer >= 140000
+                     THEN set_config('client_connection_check_interval', $2, false) END`,
+        [String(BLOCK_STATEMENT_MS), String(CONNECTION_CHECK_MS)],
+      )
+      // The server ends each wait at BLOCK_STATEMENT_MS; this side waits that long plus a call's bound.
+      const bound = BLOCK_STATEMENT_MS + s.callTimeoutMs
+      for (;;) {
+        if (this.ended) return
+        try {
+          await s.query('SELECT pg_advisory_lock($1::integer, hashtext($2))', [TURNSTILE_LOCK_CLASS, turnstileText(this.schema, this.key)], bound)
+          break
+        } catch (err) {
+          if (!statementTimedOut(err)) throw err
+        }
+      }
+      if (this.ended) return
+      // Owner now. Whoever had the turnstile before was granted (its row is committed) or gave up.
+      this.phase = 'peeking'
+      const holds = await peekHolds(s, this.schema, this.key)
+      let t: Target | null = holds.length >= limit ? targetOf(holds) : null
+      for (;;) {
+        if (this.ended) return
+        if (t === null) {
+          t = await this.wake()
+          continue
+        }
+        this.phase = 'blocking'
+        this.current = t
+        try {
+          // Shared, and released when the statement ends: it never stands in a claimer's way for long.
+          await s.query('SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)', [t.lock.classId, t.lock.objectId], bound)
+        } catch (err) {
+          if (!statementTimedOut(err)) throw err
+          continue // still held after BLOCK_STATEMENT_MS: block again
+        }
+        t = null
+      }
+    } catch {
+      // A lost session (or one that could not open): NOTIFY and polling wake this waiter
+      // meanwhile, and the next busy answer queues again on a new session.
+      this.reset()
+    }
+  }
+
+  /** Calls back and waits for the next busy answer to name a hold to block on. */
+  private wake(): Promise<Target> {
+    this.phase = 'woken'
+    this.current = null
+    const p = new Promise<Target>((resolve) => {
+      this.next = resolve
+    })
+    this.onReturn()
+    return p
+  }
+
+  private reset(): void {
     const s = this.session
     this.session = null
-    if (s) await s.then((x) => x.end(), () => undefined)
+    this.phase = 'idle'
+    this.current = null
+    this.next = null
+    if (s) void s.end()
+  }
+
+  /** Ends the session, and with it the turnstile (or this waiter's place in its queue). */
+  async end(): Promise<void> {
+    this.ended = true
+    this.next = null
+    const s = this.session
+    this.session = null
+    if (s === null) return
+    // A backend blocked in a lock wait reads no goodbye: drop the socket instead of waiting.
+    if (this.phase === 'queued' || this.phase === 'blocking') s.destroy()
+    else await s.end()
   }
 }
