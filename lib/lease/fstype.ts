@@ -1,6 +1,6 @@
 import * as fs from 'node:fs'
-import { getSystemErrorName } from 'node:util'
 import { type NativeBinding, defaultBinding } from '../binding.js'
+import { errnoError } from './file/fsx.js'
 
 /**
  * What a platform says about the filesystem holding a lock root. Linux: statfs f_type (a magic
@@ -51,22 +51,6 @@ export function untrustedFilesystem(info: FsInfo): string | null {
   if (UNTRUSTED_DARWIN.has(name.toLowerCase()) || FUSE_NAME.test(name)) return name
   if ((info.flags & MNT_LOCAL) === 0) return `${name} (not local)`
   return null
-}
-
-/** An error shaped as node:fs raises it, for an errno the addon reported. */
-function errnoError(errno: number, syscall: string, path: string): NodeJS.ErrnoException {
-  let code: string
-  try {
-    code = getSystemErrorName(-errno)
-  } catch {
-    code = `errno ${errno}`
-  }
-  const err: NodeJS.ErrnoException = new Error(`${code}: ${syscall} '${path}'`)
-  err.errno = -errno
-  err.code = code
-  err.syscall = syscall
-  err.path = path
-  return err
 }
 
 /**
