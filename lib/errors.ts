@@ -34,16 +34,23 @@ export type LeaseErrorCode =
   /** The store refuses this setup: a transaction-mode pooler, an isolation level other than READ COMMITTED, `pg` not installed. */
   | 'store_unsupported'
 
+export interface Capacity {
+  active: number
+  used: number
+  limit: number
+}
+
 /** Raised by the lease API. `capacity` is set only for `lease_busy` and is counts only. */
 export class LeaseError extends Error {
   readonly code: LeaseErrorCode
-  declare readonly capacity?: { active: number; limit: number }
+  /** `active` holders, the sum of their weights (`used`) and the limit that sum is held to. */
+  declare readonly capacity?: Capacity
 
-  constructor(code: LeaseErrorCode, message: string, extra?: { capacity?: { active: number; limit: number }; cause?: unknown }) {
+  constructor(code: LeaseErrorCode, message: string, extra?: { capacity?: { active: number; used?: number; limit: number }; cause?: unknown }) {
     super(message, extra?.cause !== undefined ? { cause: extra.cause } : undefined)
     this.name = code === 'aborted' ? 'AbortError' : 'LeaseError'
     this.code = code
-    if (extra?.capacity) this.capacity = { active: extra.capacity.active, limit: extra.capacity.limit }
+    if (extra?.capacity) this.capacity = { active: extra.capacity.active, used: extra.capacity.used ?? extra.capacity.active, limit: extra.capacity.limit }
   }
 }
 

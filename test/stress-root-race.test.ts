@@ -21,7 +21,7 @@ function freshRoot(): string {
 }
 
 function request(limit = 1): ClaimRequest {
-  return { key: 'race', limit, metadata: {}, holder: selfHolder() }
+  return { key: 'race', limit, weight: 1, metadata: {}, holder: selfHolder(), fair: false, mode: 'wait', place: null }
 }
 
 /** tryClaim until it is no longer a paced retry (the first attempt after a deletion re-creates the root). */

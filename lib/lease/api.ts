@@ -4,7 +4,7 @@ import { type AcquireHooks, type Lease, acquireWith } from './engine.js'
 import { FileStore } from './file/index.js'
 import { type LeaseOptions, type NormalizedOptions, checkBoolean, checkKey, checkLockRoot, checkOptionNames, checkStore, checkWaitOptions, normalizeOptions } from './options.js'
 import { defaultLockRoot } from './root.js'
-import { GATE_WAIT_MS, type GateWait, type KeyStatus, type LeaseStore, type SweepReport } from './store.js'
+import { GATE_WAIT_MS, type GateWait, type KeyStatus, type LeaseStore, type PruneReport, type SweepReport } from './store.js'
 
 const stores = new Map<string, FileStore>()
 
@@ -95,7 +95,7 @@ function gateWait(opts: { waitMs?: unknown; signal?: unknown }, what: string): G
 }
 
 // The options object of acquireLease can be passed as it is: its other options are accepted and unused.
-const INSPECT_OPTION_NAMES = ['key', 'lockRoot', 'verbose', 'allowUnsafeFilesystem', 'waitMs', 'signal', 'store', 'limit', 'metadata'] as const
+const INSPECT_OPTION_NAMES = ['key', 'lockRoot', 'verbose', 'allowUnsafeFilesystem', 'waitMs', 'signal', 'store', 'limit', 'metadata', 'weight', 'fair'] as const
 const RECLAIM_OPTION_NAMES = [...INSPECT_OPTION_NAMES, 'dryRun'] as const
 
 /** Checked inspect/reclaim options: the store, the key, the gate wait and the flags. */
@@ -139,4 +139,34 @@ export function listLeaseKeys(opts: { lockRoot?: string; store?: LeaseStore } = 
   if (store === undefined) return storeFor(checkLockRoot(opts.lockRoot)).listKeysSync()
   if (typeof store.listKeys !== 'function') throw new LeaseError('invalid_argument', 'this store cannot list its keys')
   return store.listKeys()
+}
+
+export interface PruneOptions {
+  /** Remove keys idle (no grant, release or wait) for at least this long: a number >= 0. */
+  idleMs: number
+  lockRoot?: string
+  /** Prune this store instead of a lock root (exclusive with lockRoot). */
+  store?: LeaseStore
+  /** Report what would be removed without removing anything. */
+  dryRun?: boolean
+  allowUnsafeFilesystem?: boolean
+}
+
+/**
+ * Removes keys that have no holder and no waiter and have been idle for `idleMs`: per-entity keys
+ * (one per session id) otherwise stay forever. Safe against a concurrent claim of the same key,
+ * and a pruned key's fences never go back when it is used again.
+ */
+export async function pruneLeaseKeys(opts: PruneOptions): Promise<PruneReport> {
+  if (opts === null || typeof opts !== 'object') throw new LeaseError('invalid_argument', 'pruneLeaseKeys: options must be an object')
+  checkOptionNames(opts, ['idleMs', 'lockRoot', 'store', 'dryRun', 'allowUnsafeFilesystem'], 'pruneLeaseKeys')
+  const { idleMs } = opts
+  if (typeof idleMs !== 'number' || Number.isNaN(idleMs) || idleMs < 0) {
+    throw new LeaseError('invalid_argument', 'pruneLeaseKeys: idleMs must be a number >= 0 (milliseconds)')
+  }
+  const dryRun = checkBoolean(opts.dryRun, 'dryRun')
+  const allowUnsafeFilesystem = checkBoolean(opts.allowUnsafeFilesystem, 'allowUnsafeFilesystem')
+  const store = storeOf({ store: checkStore(opts.store, opts), lockRoot: checkLockRoot(opts.lockRoot), allowUnsafeFilesystem })
+  if (typeof store.prune !== 'function') throw new LeaseError('store_unsupported', 'this store cannot prune its keys')
+  return store.prune(idleMs, dryRun)
 }

@@ -3,7 +3,7 @@ import type { HolderRecord } from '../classify.js'
 import { LeaseError } from '../errors.js'
 import { capturePidInfo, hostIdentity } from '../probes.js'
 import { type NormalizedOptions, checkReleaseOptions } from './options.js'
-import { GATE_WAIT_MS, type Hold, type KeyWatch, type LeaseStore } from './store.js'
+import { GATE_WAIT_MS, type Hold, type KeyWatch, type LeaseStore, type RecoveredHolder } from './store.js'
 
 /** How long `release()` may wait behind the key's gate held by another process. */
 export interface ReleaseOptions {
@@ -20,6 +20,13 @@ export interface Lease {
   readonly token: string
   /** Strictly increasing per key across all grants: pass it to the resource you protect. */
   readonly fence: number
+  /** Share of the limit this hold takes (the `weight` option; 1 by default). */
+  readonly weight: number
+  /**
+   * The crashed holder whose removal this grant follows — pid, host, acquiredAt, fence, metadata
+   * — or null. Exactly one later holder learns of each crashed one: the place to clean up after it.
+   */
+  readonly recovered: RecoveredHolder | null
   /**
    * Aborts when the store learns the hold may be lost before you released it (reason `expired`,
    * `connection_lost` or `lost`): stop using the resource. Never aborts on your own release.
@@ -94,6 +101,8 @@ class LeaseHandle implements Lease {
   readonly slot: number
   readonly token: string
   readonly fence: number
+  readonly weight: number
+  readonly recovered: RecoveredHolder | null
   readonly signal: AbortSignal
   #store: LeaseStore
   #hold: Hold
@@ -105,6 +114,8 @@ class LeaseHandle implements Lease {
     this.slot = hold.slot
     this.token = hold.token
     this.fence = hold.fence
+    this.weight = hold.weight
+    this.recovered = hold.recovered
     this.signal = hold.signal
     this.#store = store
     this.#hold = hold
@@ -158,8 +169,8 @@ class LeaseHandle implements Lease {
     await this.release()
   }
 
-  toJSON(): { key: string; slot: number; fence: number } {
-    return { key: this.key, slot: this.slot, fence: this.fence }
+  toJSON(): { key: string; slot: number; fence: number; weight: number } {
+    return { key: this.key, slot: this.slot, fence: this.fence, weight: this.weight }
   }
 }
 
@@ -186,9 +197,10 @@ function abortError(signal: AbortSignal): LeaseError {
   return new LeaseError('aborted', 'acquire aborted', { cause: signal.reason })
 }
 
-function busyError(active: number, limit: number): LeaseError {
-  return new LeaseError('lease_busy', `no slot freed in time (${active}/${limit} held)`, {
-    capacity: { active, limit },
+function busyError(active: number, used: number, limit: number): LeaseError {
+  const held = used === active ? `${active}/${limit} held` : `${used}/${limit} held by ${active} holder${active === 1 ? '' : 's'}`
+  return new LeaseError('lease_busy', `no slot freed in time (${held})`, {
+    capacity: { active, used, limit },
   })
 }
 
@@ -219,8 +231,8 @@ function pause(ms: number, signal: AbortSignal | undefined, setWake: (fn: (() =>
 const jitter = (ms: number): number => ms * (0.5 + Math.random())
 
 export interface AcquireHooks {
-  /** Called with the holder count each time the key is found full (the CLI's progress line). */
-  onBusy?: (active: number, limit: number) => void
+  /** Called with the holder count and their weights' sum each time the key is found full (the CLI's progress line). */
+  onBusy?: (active: number, limit: number, used: number) => void
   /** The identity to record; defaults to this process. */
   holder?: () => HolderRecord
   /** Each pause of the wait loop and why (a test seam for the pacing rules). */
@@ -237,7 +249,7 @@ export async function acquireWith(
   mode: 'wait' | 'try',
   hooks: AcquireHooks = {},
 ): Promise<Lease | null> {
-  const { key, limit, signal } = opts
+  const { key, limit, weight, fair, signal } = opts
   if (signal?.aborted) throw abortError(signal)
   const start = performance.now()
   const deadline = mode === 'try' ? start : start + opts.waitMs
@@ -245,33 +257,43 @@ export async function acquireWith(
   let busyPause = BUSY_FIRST_MS
   let contendedPause = 1
   let vanishedPause = VANISHED_FIRST_MS
-  let lastActive: number | null = null
+  let last: { active: number; used: number } | null = null
   let wake: (() => void) | null = null
   let watch: KeyWatch | null = null
+  // Our place in the key's queue, from the first busy answer on; given up if we leave unserved.
+  let place: unknown = null
+  const tooLate = (): LeaseError => busyError(last?.active ?? limit, last?.used ?? limit, limit)
 
   try {
     for (;;) {
       if (signal?.aborted) throw abortError(signal)
       let watched = false
-      const attempt = await store.claim({ key, limit, metadata: opts.metadata, holder: holder() })
+      const attempt = await store.claim({ key, limit, weight, metadata: opts.metadata, holder: holder(), fair, mode, place })
       const now = performance.now()
       let waitMs: number
       switch (attempt.kind) {
         case 'granted':
+          place = null
           return new LeaseHandle(store, attempt.hold)
         case 'unavailable':
           // An outage is never "busy": say so at once, with the store's own error as the cause.
           throw new LeaseError('store_unavailable', `the lease store is unavailable (${attempt.reason})`, { cause: attempt.cause })
         case 'busy': {
-          lastActive = attempt.active
+          last = { active: attempt.active, used: attempt.used }
+          if (attempt.place !== undefined && attempt.place !== place) {
+            // A new place (the old one was lost with a replaced directory): the watch follows it.
+            place = attempt.place
+            watch?.close()
+            watch = null
+          }
           if (mode === 'try') return null
-          if (now >= deadline) throw busyError(attempt.active, attempt.limit)
-          hooks.onBusy?.(attempt.active, attempt.limit)
+          if (now >= deadline) throw busyError(attempt.active, attempt.used, attempt.limit)
+          hooks.onBusy?.(attempt.active, attempt.limit, attempt.used)
           if (watch !== null && watch.alive) watch.update(attempt.wake)
           // (Re-)arm the watch: none yet, or it ended (its directory was replaced, its connection closed).
           if (watch === null || !watch.alive) {
             watch?.close()
-            watch = await store.watch(key, attempt.wake, () => wake?.())
+            watch = await store.watch(key, attempt.wake, () => wake?.(), place ?? undefined)
             // A release may have landed before the watch began: look once more right away.
             if (watch !== null) continue
           }
@@ -286,7 +308,7 @@ export async function acquireWith(
         case 'contended':
           if (now >= deadline + GATE_GRACE_MS) {
             if (mode === 'try') return null
-            throw busyError(lastActive ?? limit, limit)
+            throw tooLate()
           }
           waitMs = jitter(contendedPause)
           contendedPause = Math.min(contendedPause * 2, CONTENDED_MAX_MS)
@@ -294,7 +316,7 @@ export async function acquireWith(
         case 'retry':
           if (now >= deadline + GATE_GRACE_MS) {
             if (mode === 'try') return null
-            throw busyError(lastActive ?? limit, limit)
+            throw tooLate()
           }
           // The lock root vanished (a cleaner): re-created on the next attempt, paced, never hot.
           // The old directory's watch died with it; a new one starts on the next busy answer.
@@ -312,5 +334,7 @@ export async function acquireWith(
     }
   } finally {
     watch?.close()
+    // Unserved (deadline, abort, an error): those behind us must not wait for our turn.
+    if (place !== null && typeof store.leave === 'function') await store.leave(key, place)
   }
 }

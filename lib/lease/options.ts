@@ -17,6 +17,18 @@ export interface LeaseOptions {
   /** Stored with the hold; shown only by verbose inspection. */
   metadata?: Metadata
   /**
+   * Share of the limit this hold takes: a safe integer, 1 (default) to `limit`. The sum of live
+   * weights never exceeds the limit, so `weight: limit` is an exclusive hold (a writer beside
+   * readers of weight 1).
+   */
+  weight?: number
+  /**
+   * First come, first served across processes (default true): a waiter is granted only after
+   * every earlier live waiter of the key, and `tryAcquireLease` only when nobody waits. false lets
+   * this call take any slot that is free when it looks (more throughput, no order).
+   */
+  fair?: boolean
+  /**
    * Opt into identity-only mode on filesystems whose kernel locks cannot be trusted (NFS, SMB,
    * FUSE). Crashed holders are then reclaimed on identity proof alone. Default false.
    */
@@ -39,7 +51,7 @@ function invalid(message: string): LeaseError {
 }
 
 /** Every option `acquireLease`, `tryAcquireLease` and `withLease` take. */
-export const LEASE_OPTION_NAMES = ['key', 'limit', 'lockRoot', 'waitMs', 'signal', 'metadata', 'allowUnsafeFilesystem', 'store'] as const
+export const LEASE_OPTION_NAMES = ['key', 'limit', 'lockRoot', 'waitMs', 'signal', 'metadata', 'weight', 'fair', 'allowUnsafeFilesystem', 'store'] as const
 
 // Names other libraries use for what these options do: a suggestion when no spelling is close.
 const SYNONYMS: Readonly<Record<string, string>> = {
@@ -53,6 +65,10 @@ const SYNONYMS: Readonly<Record<string, string>> = {
   max: 'limit',
   concurrency: 'limit',
   slots: 'limit',
+  permits: 'weight',
+  count: 'weight',
+  fifo: 'fair',
+  ordered: 'fair',
   name: 'key',
   meta: 'metadata',
 }
@@ -129,6 +145,16 @@ export function checkLimit(limit: unknown): number {
   return limit
 }
 
+/** Weight of a hold: 1 when unset, at most the limit. */
+export function checkWeight(weight: unknown, limit: number): number {
+  if (weight === undefined) return 1
+  if (typeof weight !== 'number' || !Number.isSafeInteger(weight) || weight < 1) {
+    throw invalid('weight must be a safe integer >= 1')
+  }
+  if (weight > limit) throw invalid(`weight ${weight} is above the limit ${limit}: such a hold could never be granted`)
+  return weight
+}
+
 /** Milliseconds to wait; Infinity when unset. */
 export function checkWaitMs(waitMs: unknown): number {
   if (waitMs === undefined) return Infinity
@@ -182,6 +208,8 @@ export interface NormalizedOptions {
   waitMs: number
   signal: AbortSignal | undefined
   metadata: Metadata
+  weight: number
+  fair: boolean
   allowUnsafeFilesystem: boolean
   store: LeaseStore | undefined
 }
@@ -202,9 +230,12 @@ export function checkStore(store: unknown, opts: { lockRoot?: unknown; allowUnsa
 export function normalizeOptions(opts: LeaseOptions): NormalizedOptions {
   if (opts === null || typeof opts !== 'object') throw invalid('options must be an object')
   checkOptionNames(opts, LEASE_OPTION_NAMES, 'lease options')
+  const limit = checkLimit(opts.limit)
   return {
     key: checkKey(opts.key),
-    limit: checkLimit(opts.limit),
+    limit,
+    weight: checkWeight(opts.weight, limit),
+    fair: opts.fair === undefined ? true : checkBoolean(opts.fair, 'fair'),
     lockRoot: checkLockRoot(opts.lockRoot),
     waitMs: checkWaitMs(opts.waitMs),
     signal: checkSignal(opts.signal),

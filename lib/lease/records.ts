@@ -21,6 +21,8 @@ export interface SlotRecord extends HolderRecord {
    * that held it was terminated, or its process closed the descriptor.
    */
   lockUntilRemoved?: boolean
+  /** Share of the limit the hold takes; absent means 1 (records before weights). */
+  weight?: number
   /** Wall-clock time of the grant, for display only. */
   acquiredAt: string
   metadata: Metadata
@@ -60,6 +62,7 @@ export function parseRecord(text: string): ParsedRecord {
     Number.isSafeInteger(r.limit) &&
     typeof r.kernelLock === 'boolean' &&
     (r.lockUntilRemoved === undefined || typeof r.lockUntilRemoved === 'boolean') &&
+    (r.weight === undefined || (Number.isSafeInteger(r.weight) && (r.weight as number) >= 1)) &&
     isStr(r.acquiredAt) &&
     // pid is validated by the probe (an invalid pid classifies dead); it only has to be present.
     'pid' in r &&
@@ -84,4 +87,9 @@ export function serializeRecord(record: SlotRecord, minBytes = 0): Buffer {
   const body = JSON.stringify(record) + '\n'
   const len = Buffer.byteLength(body)
   return Buffer.from(len >= minBytes ? body : body + ' '.repeat(minBytes - len))
+}
+
+/** The share of the limit a record's hold takes. */
+export function weightOf(record: SlotRecord): number {
+  return record.weight ?? 1
 }

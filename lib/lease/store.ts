@@ -23,6 +23,13 @@
 //    unless the watch says every change that could free a slot is announced (`covered`).
 // S10 Lifecycle. `close()` is idempotent and waits for calls in flight; later calls reject with
 //    `store_closed`. No store keeps the process alive by itself or emits an unhandled `error`.
+// S11 Order. A `fair` waiting claim takes a place in the key's queue on its first busy answer
+//    and keeps it across attempts; it is granted only when no earlier live place remains and its
+//    weight fits. A claim without a place (`try`, or a first attempt) is granted only when no live
+//    place exists at all; `fair: false` ignores the queue. A place whose waiter is proven gone
+//    (same two witnesses as a hold) stops counting at once; `leave` ends one.
+// S12 Takeover notice. Each hold proven gone and removed leaves one notice (its record); the next
+//    grant of the key takes it as `hold.recovered`, so exactly one later holder learns of it.
 import type { HolderRecord } from '../classify.js'
 import type { Metadata } from './options.js'
 import type { SlotState } from './witness.js'
@@ -44,14 +51,38 @@ export interface Hold {
    * process resumed after SIGSTOP runs its I/O callbacks before its timers).
    */
   held(): boolean
+  /** Share of the limit this hold takes (default 1). */
+  weight: number
+  /** The crashed holder whose removal this grant follows, or null (S12). */
+  recovered: RecoveredHolder | null
   readonly handle: unknown
+}
+
+/** What a later holder learns of a crashed one (S12): its record, minus token and kernel details. */
+export interface RecoveredHolder {
+  slot: number
+  pid: number
+  hostname: string
+  argv0: string | null
+  acquiredAt: string
+  fence: number
+  weight: number
+  metadata: Metadata
 }
 
 export interface ClaimRequest {
   key: string
   limit: number
+  /** 1 <= weight <= limit: the sum of live weights never exceeds the limit. */
+  weight: number
   metadata: Metadata
   holder: HolderRecord
+  /** Keep to the key's queue (S11). */
+  fair: boolean
+  /** `try` never takes a place in the queue. */
+  mode: 'wait' | 'try'
+  /** The place a previous busy answer of this acquire gave, or null. */
+  place: unknown
 }
 
 /** What a busy answer tells the engine about when to look again. */
@@ -69,7 +100,7 @@ export interface WakeHint {
  */
 export type ClaimAttempt =
   | { kind: 'granted'; hold: Hold }
-  | { kind: 'busy'; active: number; limit: number; wake: WakeHint }
+  | { kind: 'busy'; active: number; used: number; limit: number; wake: WakeHint; place?: unknown }
   | { kind: 'contended' }
   | { kind: 'retry'; reason: string }
   | { kind: 'unavailable'; reason: string; cause?: unknown }
@@ -77,6 +108,8 @@ export type ClaimAttempt =
 export interface HolderStatus {
   slot: number
   state: SlotState
+  /** Share of the limit the hold takes. */
+  weight: number
   // Verbose only:
   pid?: number
   starttime?: string
@@ -94,7 +127,12 @@ export interface HolderStatus {
 
 export interface KeyStatus {
   key: string
+  /** Holds not proven gone. */
   active: number
+  /** Sum of their weights (what the limit bounds). */
+  used: number
+  /** Live places in the key's queue. */
+  waiting: number
   /** Largest limit recorded by current holders, when any hold records one. */
   limit?: number
   holders: HolderStatus[]
@@ -153,6 +191,14 @@ export interface HandOff {
   releaseUnlessShared(hold: Hold, wait?: GateWait): Promise<HandBack>
 }
 
+export interface PruneReport {
+  dryRun: boolean
+  /** Keys (or key directory names, where the key file is unreadable) removed, or that would be. */
+  removed: string[]
+  /** Keys left because they have holders or waiters, or were used within the idle time. */
+  kept: number
+}
+
 export type LostCause = 'record_removed' | 'record_replaced'
 export type HandBack = { outcome: 'released' | 'shared' } | { outcome: 'lost'; cause: LostCause }
 
@@ -166,8 +212,15 @@ export interface LeaseStore {
   releaseSync?(hold: Hold): boolean
   inspect(key: string, verbose: boolean, wait?: GateWait): Promise<KeyStatus>
   sweep(key: string, dryRun: boolean, verbose: boolean, wait?: GateWait): Promise<SweepReport>
-  /** Calls back when the key's holders may have changed; null when no watch can be had. */
-  watch(key: string, wake: WakeHint, onChange: () => void): Promise<KeyWatch | null>
+  /**
+   * Calls back when the key's holders may have changed (for a queued claim: when its turn may
+   * have come); null when no watch can be had.
+   */
+  watch(key: string, wake: WakeHint, onChange: () => void, place?: unknown): Promise<KeyWatch | null>
+  /** Gives up a queue place (abort, deadline, error); the next live place is told at once. */
+  leave?(key: string, place: unknown): Promise<void>
+  /** Removes keys with no holder and no waiter, idle for at least idleMs; fences never go back. */
+  prune?(idleMs: number, dryRun: boolean): Promise<PruneReport>
   /** Keys that have held slots in this store. */
   listKeys?(): Promise<string[]>
   readonly handOff?: HandOff

@@ -30,9 +30,9 @@ function examples(markdown: string): Example[] {
 // What some examples must print (a marker in the code → text expected on stdout).
 const PROMISES: Array<[string, string[]]> = [
   ['const answer = await withLease', ['holding slot 0 of "gpu"', '42']],
-  ["console.log(await tryAcquireLease({ key: 'report', limit: 1 }))", ['null', 'lease_busy { active: 1, limit: 1 }', 'AbortError aborted']],
+  ["console.log(await tryAcquireLease({ key: 'report', limit: 1 }))", ['null', 'lease_busy { active: 1, used: 1, limit: 1 }', 'AbortError aborted']],
   ['async function rebuildCache', ['rebuilding under fence']],
-  ["metadata: { job: 'train-42' }", ["{ key: 'gpu', active: 1, holders: [ { slot: 0, state: 'alive' } ], limit: 2 }", "true { job: 'train-42' }", "[ 'gpu' ]"]],
+  ["metadata: { job: 'train-42' }", ["{ key: 'gpu', active: 1, used: 1, waiting: 0, holders: [ { slot: 0, state: 'alive', weight: 1 } ], limit: 2 }", "true { job: 'train-42' }", "[ 'gpu' ]"]],
   ['let peak = 0', ['at most 2 at once']],
   ['async function onWake', ["[ 'ran', 'busy, retry later' ]"]],
   ['async function publish', ['late job: someone else is publishing', 'job 1: upload failed, rolled back', 'job 2: published', '<p>by job 2, fence ']],

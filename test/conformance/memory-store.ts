@@ -157,7 +157,7 @@ export class MemoryStore implements LeaseStore {
         active++
       }
       if (active >= req.limit + (this.faults.overAdmit ?? 0)) {
-        return { kind: 'busy', active, limit: req.limit, wake: { recheckInMs: null, opaque: req.key } }
+        return { kind: 'busy', active, used: active, limit: req.limit, wake: { recheckInMs: null, opaque: req.key } }
       }
       await this.seams.afterScan?.()
       let slot = 0
@@ -192,6 +192,8 @@ export class MemoryStore implements LeaseStore {
       slot: s.slot,
       token: s.token,
       fence: s.fence,
+      weight: 1,
+      recovered: null,
       signal: s.lost.signal,
       handle: h,
       held: (): boolean => !h.released && !s.lost.signal.aborted && world.keys.get(s.key)?.get(s.slot)?.token === s.token,
@@ -227,13 +229,14 @@ export class MemoryStore implements LeaseStore {
 
   private status(key: string, judged: Array<{ s: Stored; live: Liveness }>, verbose: boolean): KeyStatus {
     const holders: HolderStatus[] = judged.map(({ s, live }) => {
-      const h: HolderStatus = { slot: s.slot, state: live === 'unknown' ? 'unverifiable' : live }
+      const h: HolderStatus = { slot: s.slot, state: live === 'unknown' ? 'unverifiable' : live, weight: 1 }
       if (verbose) {
         Object.assign(h, { pid: s.holder.pid, starttime: s.holder.starttime, argv0: s.holder.argv0, hostname: s.holder.hostname, acquiredAt: s.acquiredAt, fence: s.fence, limit: s.limit, metadata: s.metadata })
       }
       return h
     })
-    const out: KeyStatus = { key, active: judged.filter((j) => j.live !== 'dead').length, holders }
+    const active = judged.filter((j) => j.live !== 'dead').length
+    const out: KeyStatus = { key, active, used: active, waiting: 0, holders }
     if (judged.length > 0) out.limit = Math.max(...judged.map((j) => j.s.limit))
     return out
   }

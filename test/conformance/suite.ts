@@ -532,7 +532,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
           const err = await leaseError(p)
           expect(err.code).toBe('lease_busy')
           expect(err.name).toBe('LeaseError')
-          expect(err.capacity).toEqual({ active: 1, limit: 1 })
+          expect(err.capacity).toEqual({ active: 1, used: 1, limit: 1 })
           expect(Object.keys(err).sort()).toEqual(['capacity', 'code', 'name'])
           expect(err.cause).toBeUndefined()
           const own = Object.fromEntries(Object.getOwnPropertyNames(err).filter((k) => k !== 'stack').map((k) => [k, (err as unknown as Record<string, unknown>)[k]]))
@@ -551,7 +551,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         const key = 'inspect-key'
         const h = await holder()
         granted(await h.acquire({ key, limit: 2, metadata: { job: 'secret-job' } }))
-        expect(await inspectLeases({ key, store })).toEqual({ key, active: 1, ...(caps.recordsLimit ? { limit: 2 } : {}), holders: [{ slot: 0, state: 'alive' }] })
+        expect(await inspectLeases({ key, store })).toEqual({ key, active: 1, used: 1, waiting: 0, ...(caps.recordsLimit ? { limit: 2 } : {}), holders: [{ slot: 0, state: 'alive', weight: 1 }] })
         const verbose = await inspectLeases({ key, store, verbose: true })
         expect(verbose.holders[0]).toMatchObject({ pid: h.pid, metadata: { job: 'secret-job' } })
       })
@@ -562,7 +562,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         granted(await h.acquire({ key: 'deadline', limit: 1 }))
         const err = await leaseError(acquireLease({ key: 'deadline', limit: 1, store, waitMs: 200 }))
         expect(err.code).toBe('lease_busy')
-        expect(err.capacity).toEqual({ active: 1, limit: 1 })
+        expect(err.capacity).toEqual({ active: 1, used: 1, limit: 1 })
         expect(await tryAcquireLease({ key: 'deadline', limit: 1, store })).toBeNull()
       })
 
@@ -689,7 +689,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
           await store.close()
           const wake = { recheckInMs: null, opaque: undefined }
           const calls: Array<[string, () => Promise<unknown>]> = [
-            ['claim', () => store.claim({ key: 'closed', limit: 1, metadata: {}, holder: selfHolder() })],
+            ['claim', () => store.claim({ key: 'closed', limit: 1, weight: 1, metadata: {}, holder: selfHolder(), fair: true, mode: 'wait', place: null })],
             ['watch', () => store.watch('closed', wake, () => {})],
             ['inspect', () => store.inspect('closed', false)],
             ['sweep', () => store.sweep('closed', true, false)],

@@ -75,7 +75,7 @@ describe('checkBoolean', () => {
 
 describe('normalizeOptions', () => {
   it('lists the lease options', () => {
-    expect([...LEASE_OPTION_NAMES].sort()).toEqual(['allowUnsafeFilesystem', 'key', 'limit', 'lockRoot', 'metadata', 'signal', 'store', 'waitMs'])
+    expect([...LEASE_OPTION_NAMES].sort()).toEqual(['allowUnsafeFilesystem', 'fair', 'key', 'limit', 'lockRoot', 'metadata', 'signal', 'store', 'waitMs', 'weight'])
   })
 
   it('accepts every option, and undefined for the optional ones', () => {

@@ -141,7 +141,7 @@ describe('paths vanishing between the steps of a claim (lesson 1)', () => {
     const { root } = freshRoot()
     const lease = await acquireLease({ key: KEY, limit: 1, lockRoot: root })
     fs.rmSync(join(root, keyDirName(KEY)), { recursive: true })
-    expect(await inspectLeases({ key: KEY, lockRoot: root })).toEqual({ key: KEY, active: 0, holders: [] })
+    expect(await inspectLeases({ key: KEY, lockRoot: root })).toEqual({ key: KEY, active: 0, used: 0, waiting: 0, holders: [] })
     expect(await lease.release()).toBe(false)
     const again = await acquireLease({ key: KEY, limit: 1, lockRoot: root })
     expect(again.releaseSync()).toBe(true)

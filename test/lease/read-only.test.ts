@@ -13,7 +13,7 @@ describe('read-only operations on a missing lock root', () => {
   it('report no holders and create nothing, not even a parent', async () => {
     const { base } = freshRoot()
     const root = join(base, 'typo', 'a', 'b', 'c')
-    expect(await inspectLeases({ key: 'k', lockRoot: root })).toEqual({ key: 'k', active: 0, holders: [] })
+    expect(await inspectLeases({ key: 'k', lockRoot: root })).toEqual({ key: 'k', active: 0, used: 0, waiting: 0, holders: [] })
     expect((await reclaimLeases({ key: 'k', lockRoot: root, dryRun: true })).reclaimed).toEqual([])
     expect((await reclaimLeases({ key: 'k', lockRoot: root })).reclaimed).toEqual([])
     expect(listLeaseKeys({ lockRoot: root })).toEqual([])

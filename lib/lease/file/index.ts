@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path'
 import { type NativeBinding, defaultBinding } from '../../binding.js'
 import type { ClassifyContext, HolderRecord } from '../../classify.js'
 import { type HostIdentity, hostIdentity } from '../../probes.js'
-import { RECORD_VERSION, type SlotRecord, serializeRecord } from '../records.js'
+import { RECORD_VERSION, type SlotRecord, serializeRecord, weightOf } from '../records.js'
 import { KEY_DIR_PATTERN, type RootInfo, checkPrivateDir, ensureLockRoot, keyDirName, lstatRoot, vetLockRoot } from '../root.js'
 import {
   type ClaimAttempt,
@@ -313,6 +313,7 @@ export class FileStore implements LeaseStore {
       let maxFence = 0
       const taken = new Set<number>()
       let active = 0
+      let used = 0
       for (const j of judged) {
         if (j.record) maxFence = Math.max(maxFence, j.record.fence)
         if (j.reclaimed) continue
@@ -320,10 +321,11 @@ export class FileStore implements LeaseStore {
         taken.add(j.slot)
         if (this.faults.countByIndex && j.slot >= req.limit) continue
         active++
+        used += j.record ? weightOf(j.record) : 1
       }
-      if (active >= req.limit + (this.faults.overAdmit ?? 0)) {
+      if (used + req.weight > req.limit + (this.faults.overAdmit ?? 0)) {
         const opaque: FileWake = { pids: holderPids(judged, this.host()), dirId: dirId(dir) }
-        return { kind: 'busy', active, limit: req.limit, wake: { recheckInMs: null, opaque } }
+        return { kind: 'busy', active, used, limit: req.limit, wake: { recheckInMs: null, opaque } }
       }
       this.faults.afterScan?.()
 
@@ -339,6 +341,7 @@ export class FileStore implements LeaseStore {
         limit: req.limit,
         kernelLock: this.root?.kernelLocks ?? false,
         lockUntilRemoved: true,
+        ...(req.weight !== 1 ? { weight: req.weight } : {}),
         acquiredAt: new Date().toISOString(),
         ...holderFields(req.holder),
         metadata: req.metadata,
@@ -395,7 +398,7 @@ export class FileStore implements LeaseStore {
       rfd = null
       this.holds.add(handle)
       const held = (): boolean => !handle.released && this.ownership(handle, record.slot) === 'own'
-      return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, signal: lost.signal, held, handle }
+      return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, weight: weightOf(record), recovered: null, signal: lost.signal, held, handle }
     } catch (err) {
       if (wfd !== null) fs.closeSync(wfd)
       if (rfd !== null) fs.closeSync(rfd)
@@ -581,10 +584,15 @@ export class FileStore implements LeaseStore {
   private status(key: string, judged: Judged[], stray: string[], verbose: boolean): KeyStatus {
     const holders: HolderStatus[] = []
     let active = 0
+    let used = 0
     let limit: number | undefined
     for (const j of judged) {
-      if (j.verdict.occupied) active++
-      const h: HolderStatus = { slot: j.slot, state: j.verdict.state }
+      const weight = j.record ? weightOf(j.record) : 1
+      if (j.verdict.occupied) {
+        active++
+        used += weight
+      }
+      const h: HolderStatus = { slot: j.slot, state: j.verdict.state, weight }
       if (j.record) limit = Math.max(limit ?? 0, j.record.limit)
       if (verbose) {
         if (j.record) {
@@ -607,7 +615,7 @@ export class FileStore implements LeaseStore {
       holders.push(h)
     }
     holders.sort((a, b) => a.slot - b.slot)
-    const out: KeyStatus = { key, active, holders }
+    const out: KeyStatus = { key, active, used, waiting: 0, holders }
     if (limit !== undefined) out.limit = limit
     if (stray.length > 0) out.stray = stray.sort()
     return out
@@ -624,7 +632,7 @@ export class FileStore implements LeaseStore {
       const { judged, stray } = this.scan(dir, verbose)
       return this.status(label, judged, stray, verbose)
     })
-    return out ?? { key: label, active: 0, holders: [] }
+    return out ?? { key: label, active: 0, used: 0, waiting: 0, holders: [] }
   }
 
   async sweep(key: string, dryRun: boolean, verbose: boolean, wait?: GateWait): Promise<SweepReport> {
@@ -646,7 +654,7 @@ export class FileStore implements LeaseStore {
       }
       return { key, dryRun, reclaimed, status: this.status(key, remaining, stray, verbose) }
     })
-    return out ?? { key, dryRun, reclaimed: [], status: { key, active: 0, holders: [] } }
+    return out ?? { key, dryRun, reclaimed: [], status: { key, active: 0, used: 0, waiting: 0, holders: [] } }
   }
 
   /**
@@ -752,7 +760,7 @@ export class FileStore implements LeaseStore {
         await h.releasing.catch(() => false)
         continue
       }
-      const hold: Hold = { key: h.record.key, slot: h.record.slot, token: h.record.token, fence: h.record.fence, signal: h.lost.signal, held: () => !h.released, handle: h }
+      const hold: Hold = { key: h.record.key, slot: h.record.slot, token: h.record.token, fence: h.record.fence, weight: weightOf(h.record), recovered: null, signal: h.lost.signal, held: () => !h.released, handle: h }
       await this.release(hold)
     }
   }

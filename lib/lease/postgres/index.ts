@@ -244,6 +244,7 @@ export class PostgresStore implements LeaseStore {
   }
 
   private async claimOnce(req: ClaimRequest): Promise<ClaimAttempt> {
+    if (req.weight !== 1) throw new LeaseError('store_unsupported', 'weighted holds are not yet supported by the PostgreSQL store')
     let session: Session
     try {
       session = await this.holder()
@@ -282,7 +283,7 @@ export class PostgresStore implements LeaseStore {
     if (r.outcome === 'busy') {
       const recheckInMs = this.observe(req.key, r.holds, seenAt)
       const opaque: PgWake = { key: req.key, limit: r.limit, holds: r.holds }
-      return { kind: 'busy', active: r.active, limit: r.limit, wake: { recheckInMs, opaque } }
+      return { kind: 'busy', active: r.active, used: r.active, limit: r.limit, wake: { recheckInMs, opaque } }
     }
     const fence = Number(r.fence)
     const lost = new AbortController()
@@ -300,7 +301,7 @@ export class PostgresStore implements LeaseStore {
     })
     // The session may have died while the answer travelled: the hold's witness is gone with it.
     if (!session.alive) this.lose(h, 'connection_lost')
-    const hold: Hold = { key: req.key, slot: r.slot, token: r.token, fence, signal: lost.signal, held: () => !h.ended && (h.heartbeat?.withinDeadline() ?? false), handle: h }
+    const hold: Hold = { key: req.key, slot: r.slot, token: r.token, fence, weight: 1, recovered: null, signal: lost.signal, held: () => !h.ended && (h.heartbeat?.withinDeadline() ?? false), handle: h }
     return { kind: 'granted', hold }
   }
 
@@ -473,7 +474,7 @@ export class PostgresStore implements LeaseStore {
     this.closed = true
     await Promise.allSettled([...this.inFlight])
     for (const h of [...this.holds]) {
-      const hold: Hold = { key: h.key, slot: -1, token: h.token, fence: 0, signal: h.lost.signal, held: () => !h.ended, handle: h }
+      const hold: Hold = { key: h.key, slot: -1, token: h.token, fence: 0, weight: 1, recovered: null, signal: h.lost.signal, held: () => !h.ended, handle: h }
       await this.release(hold).catch(() => false)
     }
     for (const w of this.waiters) await w.end()
@@ -494,7 +495,7 @@ function checkKeyText(key: string): void {
 
 function statusOf(key: string, ins: calls.Inspection, verbose: boolean): KeyStatus {
   const holders: HolderStatus[] = ins.holds.map((h) => {
-    const out: HolderStatus = { slot: h.slot, state: h.state === 'unknown' ? 'unverifiable' : h.state }
+    const out: HolderStatus = { slot: h.slot, state: h.state === 'unknown' ? 'unverifiable' : h.state, weight: 1 }
     if (verbose && h.verbose) {
       const v = h.verbose
       if (v.holder.pid !== undefined) out.pid = v.holder.pid
@@ -508,5 +509,5 @@ function statusOf(key: string, ins: calls.Inspection, verbose: boolean): KeyStat
     return out
   })
   holders.sort((a, b) => a.slot - b.slot)
-  return { key, active: ins.active, holders }
+  return { key, active: ins.active, used: ins.active, waiting: 0, holders }
 }

@@ -92,7 +92,7 @@ describe('PostgreSQL store: a paused server', () => {
     expect(await h.call({ op: 'acquire', opts: { key: k, limit: 1 } })).toMatchObject({ ev: 'acquired' })
     // The store's own calls, without the engine's loop: nothing but close() touches the sessions.
     const store = open(o)
-    const attempt = await store.claim({ key: k, limit: 1, metadata: {}, holder: selfHolder() })
+    const attempt = await store.claim({ key: k, limit: 1, weight: 1, metadata: {}, holder: selfHolder(), fair: true, mode: 'wait', place: null })
     if (attempt.kind !== 'busy') throw new Error(`expected busy, got ${attempt.kind}`)
     const watch = await store.watch(k, attempt.wake, () => undefined)
     expect(watch?.covered).toBe(true)

@@ -39,7 +39,7 @@ describe('PostgreSQL store through PgBouncer (transaction mode)', () => {
     expect(first).toMatchObject({ ev: 'acquired' })
     const store = open(o)
     // No LISTEN, no session lock to block on: the store offers no watch, the engine polls.
-    const busy = await store.claim({ key: k, limit: 1, metadata: {}, holder: selfHolder() })
+    const busy = await store.claim({ key: k, limit: 1, weight: 1, metadata: {}, holder: selfHolder(), fair: true, mode: 'wait', place: null })
     if (busy.kind !== 'busy') throw new Error(`expected busy, got ${busy.kind}`)
     expect(await store.watch(k, busy.wake, () => undefined)).toBeNull()
     const killedAt = monoMs()
