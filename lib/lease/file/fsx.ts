@@ -23,9 +23,13 @@ export function errnoError(errno: number, syscall: string, path?: string): NodeJ
 
 /** Writes all of bytes at offset 0; a short write (a full disk) must never publish a cut record. */
 export function writeAll(fd: number, bytes: Buffer): void {
+  writeAllAt(fd, bytes, 0)
+}
+
+export function writeAllAt(fd: number, bytes: Buffer, position: number): void {
   let done = 0
   while (done < bytes.length) {
-    const n = fs.writeSync(fd, bytes, done, bytes.length - done, done)
+    const n = fs.writeSync(fd, bytes, done, bytes.length - done, position + done)
     if (n <= 0) throw errnoError(ERRNO.ENOSPC, 'write')
     done += n
   }

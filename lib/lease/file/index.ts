@@ -32,12 +32,17 @@ import {
   type KeyStatus,
   type KeyWatch,
   type LeaseStore,
+  type PruneReport,
+  type RecoveredHolder,
   type SweepReport,
 } from '../store.js'
 import { foldFence, takeFence } from './fence.js'
+import { dropNotice, readNotice, writeNotice } from './notice.js'
+import { FilePlace, touchHead, touchNext } from './queue.js'
+import { type QueueEntry, type Summary, addSlot, dequeue, enqueue, lowestFree, readSummary, removeSlot, runsOf, slotCount, usedWeight, writeSummary } from './summary.js'
 import { isErrno, removeAfterFailure, sameFile, writeAll } from './fsx.js'
 import { GateBusy, type GateDeps, Vanished, gateIsLive, gateSync, gateWaiting, underGate } from './gate.js'
-import { type Judged, KEY_FILE, type Scan, holderPids, scanKeyDir } from './judge.js'
+import { type JudgeContext, type Judged, KEY_FILE, type Scan, holderPids, judgeWait, scanKeyDir, waitName } from './judge.js'
 import { tryLock } from './lock.js'
 import { ExitWatches } from './exitwatch.js'
 import { LeaseError } from '../../errors.js'
@@ -45,6 +50,11 @@ import { LeaseError } from '../../errors.js'
 const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = fs.constants
 const ARGV0_MAX = 512
 const RECORD_SLACK = 32
+/**
+ * How often a waiting head judges every holder when their exits are not all watched (more than
+ * the exit-watch budget, or holders elsewhere): crash recovery then takes up to this long.
+ */
+const SCAN_EVERY_MS = 250
 
 /**
  * Test-only fault seams. Production code never sets them; the public API cannot reach them.
@@ -76,6 +86,8 @@ export interface FileStoreOptions {
   clock?: () => number
   /** Directory watcher; a seam for tests (fs.watch can fail, e.g. at the inotify limits). */
   watchDir?: (dir: string, onEvent: () => void) => fs.FSWatcher
+  /** File watcher (queue places, lost holds); a seam for tests, like watchDir. */
+  watchFile?: (path: string, onEvent: () => void) => fs.FSWatcher
   faults?: FileStoreFaults
 }
 
@@ -92,6 +104,8 @@ interface FileHandle {
   lost: AbortController
   /** A release in flight: a second one (close() racing release()) waits for it. */
   releasing: Promise<boolean> | null
+  /** Watches the slot's path, to announce a lost hold. */
+  watcher: fs.FSWatcher | null
 }
 
 /** What a busy answer hands this store's watch: whose exits to watch, and which directory. */
@@ -110,6 +124,7 @@ export class FileStore implements LeaseStore {
   private readonly faults: FileStoreFaults
   private readonly clock: () => number
   private readonly watchDir: (dir: string, onEvent: () => void) => fs.FSWatcher
+  private readonly watchFile: (path: string, onEvent: () => void) => fs.FSWatcher
   private readonly uid: number
   private readonly gateDeps: GateDeps
   private root: RootInfo | null = null
@@ -126,6 +141,7 @@ export class FileStore implements LeaseStore {
     this.faults = opts.faults ?? {}
     this.clock = opts.clock ?? Date.now
     this.watchDir = opts.watchDir ?? ((dir, onEvent) => fs.watch(dir, { persistent: false }, () => onEvent()))
+    this.watchFile = opts.watchFile ?? ((path, onEvent) => fs.watch(path, { persistent: false }, () => onEvent()))
     this.uid = typeof process.getuid === 'function' ? process.getuid() : -1
     this.gateDeps = {
       native: this.native,
@@ -239,36 +255,71 @@ export class FileStore implements LeaseStore {
     return this.classifyCtx.host ?? hostIdentity()
   }
 
-  /**
-   * Judges a key directory. With `reclaimWith` (a gate pass that may change the directory), the
-   * proven gone are removed during the scan, once the gate is known to be live and their fence
-   * folded into the counter.
-   */
-  private scan(dir: string, probeHeld = false, reclaimWith?: { gateFd: number | null }): Scan {
+  /** How the judge sees this store's root; with `reclaimWith`, proven-gone entries are removed. */
+  private judgeContext(dir: string, probeHeld: boolean, reclaimWith?: { gateFd: number | null; notices: number[] }): JudgeContext {
     const reclaim = reclaimWith
       ? {
-          before: (record: SlotRecord | null): void => {
+          before: (record: SlotRecord | null, kind: 'slot' | 'wait'): void => {
             if (!gateIsLive(dir, reclaimWith.gateFd)) throw this.vanished('lock_root_vanished')
-            if (record !== null) this.withCounter(reclaimWith.gateFd, dir, (fd) => foldFence(fd, record.fence))
+            if (kind !== 'slot' || record === null) return
+            this.withCounter(reclaimWith.gateFd, dir, (fd) => foldFence(fd, record.fence))
+            // The next holder learns of this one (S12): the notice is on disk before the record goes.
+            writeNotice(dir, record)
+            reclaimWith.notices.push(record.fence)
           },
         }
       : undefined
-    return scanKeyDir(
-      dir,
-      {
-        native: this.native,
-        uid: this.uid,
-        host: this.host(),
-        kernelLocks: this.root?.kernelLocks ?? false,
-        classify: this.classifyCtx,
-        probeHeld,
-        reclaimOnSuspicion: this.faults.reclaimOnSuspicion === true,
-        ...(reclaim ? { reclaim } : {}),
-      },
-      () => {
-        throw this.vanished('key_directory_vanished')
-      },
-    )
+    return {
+      native: this.native,
+      uid: this.uid,
+      host: this.host(),
+      kernelLocks: this.root?.kernelLocks ?? false,
+      classify: this.classifyCtx,
+      probeHeld,
+      reclaimOnSuspicion: this.faults.reclaimOnSuspicion === true,
+      ...(reclaim ? { reclaim } : {}),
+    }
+  }
+
+  /** Judges a key directory without changing it (inspection, dry runs). */
+  private scan(dir: string, probeHeld = false): Scan {
+    return scanKeyDir(dir, this.judgeContext(dir, probeHeld), () => {
+      throw this.vanished('key_directory_vanished')
+    })
+  }
+
+  /**
+   * Judges the whole key directory under the gate, removes what is proven gone (leaving takeover
+   * notices for dead holders), and writes the summary anew from what is left: exact again, however
+   * many killed writers left it over-counting.
+   */
+  private rebuild(dir: string, gateFd: number | null, gfd: number, prev: Summary | null, probeHeld = false, self: FilePlace | null = null): { s: Summary; scan: Scan } {
+    const written: number[] = []
+    const scan = scanKeyDir(dir, this.judgeContext(dir, probeHeld, { gateFd, notices: written }), () => {
+      throw this.vanished('key_directory_vanished')
+    })
+    this.cleanTemps(dir, scan.temps)
+    const left = scan.judged.filter((j) => !j.reclaimed)
+    const queue: QueueEntry[] = []
+    for (const j of scan.waits) if (!j.reclaimed && j.record !== null) queue.push([j.slot, weightOf(j.record)])
+    const s: Summary = {
+      slots: runsOf(left.map((j): [number, number] => [j.slot, j.record ? weightOf(j.record) : 1])),
+      queue,
+      ticket: Math.max(prev?.ticket ?? 0, ...queue.map(([t]) => t)),
+      notices: [...new Set([...scan.notices, ...written])].sort((x, y) => x - y),
+      gen: (prev?.gen ?? 0) + 1,
+      scannedAt: Math.max(0, Math.floor(Date.now())),
+    }
+    // A slot freed here is someone's turn: the first waiter's, unless that is us.
+    if (written.length > 0 || scan.judged.some((j) => j.reclaimed)) touchHead(dir, s, self?.ticket ?? null)
+    writeSummary(gfd, s)
+    if (self !== null) {
+      self.lastScan = performance.now()
+      self.scanGen = s.gen
+      self.exitFired = false
+      self.pids = holderPids(left, this.host())
+    }
+    return { s, scan }
   }
 
   /** Leftovers of writers killed mid-claim: only a gate holder can see them, and it is alone. */
@@ -308,49 +359,187 @@ export class FileStore implements LeaseStore {
   private claimLocked(dir: string, gateFd: number | null, req: ClaimRequest): ClaimAttempt {
     try {
       this.ensureKeyFile(dir, req.key)
-      const { judged, temps } = this.scan(dir, false, { gateFd })
-      this.cleanTemps(dir, temps)
-      let maxFence = 0
-      const taken = new Set<number>()
-      let active = 0
-      let used = 0
-      for (const j of judged) {
-        if (j.record) maxFence = Math.max(maxFence, j.record.fence)
-        if (j.reclaimed) continue
-        // Everything left counts, including holders above a lowered limit and unreadable records.
-        taken.add(j.slot)
-        if (this.faults.countByIndex && j.slot >= req.limit) continue
-        active++
-        used += j.record ? weightOf(j.record) : 1
-      }
-      if (used + req.weight > req.limit + (this.faults.overAdmit ?? 0)) {
-        const opaque: FileWake = { pids: holderPids(judged, this.host()), dirId: dirId(dir) }
-        return { kind: 'busy', active, used, limit: req.limit, wake: { recheckInMs: null, opaque } }
-      }
-      this.faults.afterScan?.()
-
-      let slot = 0
-      while (taken.has(slot)) slot++
-      const fence = this.nextFence(gateFd, dir, maxFence)
-      const record: SlotRecord = {
-        v: RECORD_VERSION,
-        key: req.key,
-        slot,
-        token: randomBytes(16).toString('hex'),
-        fence,
-        limit: req.limit,
-        kernelLock: this.root?.kernelLocks ?? false,
-        lockUntilRemoved: true,
-        ...(req.weight !== 1 ? { weight: req.weight } : {}),
-        acquiredAt: new Date().toISOString(),
-        ...holderFields(req.holder),
-        metadata: req.metadata,
-      }
-      return { kind: 'granted', hold: this.publish(dir, gateFd, record) }
+      return this.withCounter(gateFd, dir, (gfd) => this.decide(dir, gateFd, gfd, req))
     } catch (err) {
       if (isErrno(err, 'ENOENT')) throw this.vanished('lock_root_vanished')
       throw err
     }
+  }
+
+  /** The place a previous busy answer gave, if it still stands in this very directory. */
+  private placeIn(dir: string, given: unknown): FilePlace | null {
+    if (!(given instanceof FilePlace) || given.closed) return null
+    if (given.dir === dir && given.dirId === dirId(dir) && given.isIntact()) return given
+    // The directory was replaced (a wiped root) or the file removed: that place is no more.
+    given.close()
+    return null
+  }
+
+  /**
+   * The claim, under the gate. Order first (S11): while an earlier place is live, only queue.
+   * Then room, from the summary; only when it says "no room" is every holder judged (reclaiming
+   * the proven gone), and only then by a waiter whose picture of the holders is stale.
+   */
+  private decide(dir: string, gateFd: number | null, gfd: number, req: ClaimRequest): ClaimAttempt {
+    let place = this.placeIn(dir, req.place)
+    if (place !== null) place.fired = false
+    let summary = readSummary(gfd)
+    let scan: Scan | null = null
+    if (summary === null) ({ s: summary, scan } = this.rebuild(dir, gateFd, gfd, null, false, place))
+    const s: Summary = summary
+    let dirty = false
+    const limit = req.limit + (this.faults.overAdmit ?? 0)
+    const used = (): number => usedWeight(s, this.faults.countByIndex ? req.limit : Infinity)
+
+    const busy = (pids: number[] | null, recheckInMs: number | null): ClaimAttempt => {
+      if (place === null && req.mode === 'wait' && req.fair) {
+        place = this.enqueue(dir, gateFd, gfd, s, req)
+        if (scan !== null) {
+          place.lastScan = performance.now()
+          place.scanGen = s.gen
+          place.pids = pids
+        }
+      } else if (dirty) writeSummary(gfd, s)
+      const opaque: FileWake = { pids, dirId: place?.dirId ?? dirId(dir) }
+      const out: ClaimAttempt = { kind: 'busy', active: slotCount(s), used: usedWeight(s), limit: req.limit, wake: { recheckInMs, opaque } }
+      if (place !== null) out.place = place
+      return out
+    }
+
+    if (req.fair) {
+      const ahead = this.livePlaceBefore(dir, gateFd, s, place?.ticket ?? Infinity)
+      dirty ||= ahead.changed
+      if (ahead.live !== null) return busy(this.watchablePid(ahead.live), null)
+    }
+
+    if (used() + req.weight > limit && scan === null) {
+      const due = this.scanDue(place, s)
+      if (due === 0) {
+        ;({ s: summary, scan } = this.rebuild(dir, gateFd, gfd, s, false, place))
+        Object.assign(s, summary)
+        dirty = false
+      } else {
+        // Our list of holders is current (their exits are watched), or a judgement is not due yet.
+        const current = place !== null && place.scanGen === s.gen
+        return busy(current ? (place as FilePlace).pids : null, current && due === Infinity ? null : due)
+      }
+    }
+    if (used() + req.weight > limit) return busy(scan ? holderPids(scan.judged, this.host()) : null, null)
+    this.faults.afterScan?.()
+    return this.grant(dir, gateFd, gfd, s, req, place, scan)
+  }
+
+  /** 0 when the waiter must judge every holder now; else how long until it should. */
+  private scanDue(place: FilePlace | null, s: Summary): number {
+    if (place === null || place.exitFired) return 0
+    const now = performance.now()
+    if (place.scanGen === s.gen) return place.exitsCovered ? Infinity : Math.max(0, place.lastScan + SCAN_EVERY_MS - now)
+    // Holders changed since we looked: judge again, but not more often than SCAN_EVERY_MS per key
+    // (every hand-off makes a new head; a thousand holders take milliseconds to judge).
+    const since = Date.now() - s.scannedAt
+    return since < 0 || since >= SCAN_EVERY_MS ? 0 : SCAN_EVERY_MS - since
+  }
+
+  /** The pid of a live place's waiter, when its exit can be watched from here. */
+  private watchablePid(j: Judged): number[] | null {
+    return holderPids([j], this.host())
+  }
+
+  /**
+   * The nearest live place before `ticket`, judging from the nearest down; places proven gone
+   * are removed on the way (their waiter died). Unreadable place files are not places: they can
+   * never be served, so they must not block the queue (they show as stray in status).
+   */
+  private livePlaceBefore(dir: string, gateFd: number | null, s: Summary, ticket: number): { live: Judged | null; changed: boolean } {
+    let changed = false
+    const ctx = this.judgeContext(dir, false, { gateFd, notices: [] })
+    const before = s.queue.filter(([t]) => t < ticket).sort((x, y) => y[0] - x[0])
+    for (const [t] of before) {
+      const j = judgeWait(dir, t, ctx)
+      if (j === null || j.reclaimed === true || j.record === null) {
+        dequeue(s, t)
+        changed = true
+        continue
+      }
+      if (j.verdict.occupied) return { live: j, changed }
+    }
+    return { live: null, changed }
+  }
+
+  /** Takes a place at the back of the queue; its file is watched before the gate is let go. */
+  private enqueue(dir: string, gateFd: number | null, gfd: number, s: Summary, req: ClaimRequest): FilePlace {
+    const ticket = enqueue(s, req.weight)
+    writeSummary(gfd, s)
+    const record: SlotRecord = {
+      v: RECORD_VERSION,
+      key: req.key,
+      slot: ticket,
+      token: randomBytes(16).toString('hex'),
+      fence: 0,
+      limit: req.limit,
+      kernelLock: this.root?.kernelLocks ?? false,
+      lockUntilRemoved: true,
+      weight: req.weight,
+      acquiredAt: new Date().toISOString(),
+      ...holderFields(req.holder),
+      metadata: {},
+    }
+    const file = this.placeFile(dir, gateFd, waitName(ticket), record)
+    return new FilePlace(req.key, dir, dirId(dir), ticket, req.weight, file.fd, file.dev, file.ino, this.watchFile)
+  }
+
+  private grant(dir: string, gateFd: number | null, gfd: number, s: Summary, req: ClaimRequest, place: FilePlace | null, scan: Scan | null): ClaimAttempt {
+    let slot = lowestFree(s)
+    // The summary never under-counts what this library wrote; a file it never knew of is counted
+    // from now on, and the next free index taken.
+    while (fs.existsSync(join(dir, `slot-${slot}`))) {
+      addSlot(s, slot, 1)
+      slot = lowestFree(s)
+    }
+    let maxFence = 0
+    for (const j of scan?.judged ?? []) if (j.record) maxFence = Math.max(maxFence, j.record.fence)
+    const fence = this.nextFence(gateFd, dir, maxFence)
+    let recovered: RecoveredHolder | null = null
+    while (s.notices.length > 0 && recovered === null) {
+      const f = s.notices[0] as number
+      recovered = readNotice(dir, f)
+      if (recovered === null) {
+        dropNotice(dir, f)
+        s.notices.shift()
+      }
+    }
+    const record: SlotRecord = {
+      v: RECORD_VERSION,
+      key: req.key,
+      slot,
+      token: randomBytes(16).toString('hex'),
+      fence,
+      limit: req.limit,
+      kernelLock: this.root?.kernelLocks ?? false,
+      lockUntilRemoved: true,
+      ...(req.weight !== 1 ? { weight: req.weight } : {}),
+      acquiredAt: new Date().toISOString(),
+      ...holderFields(req.holder),
+      metadata: req.metadata,
+    }
+    // Counted before it exists, uncounted only after it is gone: a writer killed in between leaves
+    // an over-count, which the next full judgement corrects.
+    addSlot(s, slot, req.weight)
+    writeSummary(gfd, s)
+    const hold = this.publish(dir, gateFd, record, recovered)
+    if (recovered !== null) {
+      dropNotice(dir, recovered.fence)
+      s.notices.shift()
+    }
+    if (place !== null) {
+      fs.unlinkSync(place.path)
+      dequeue(s, place.ticket)
+      place.close()
+      // The next in line is now first: it takes over watching the holders.
+      touchHead(dir, s, null)
+    }
+    writeSummary(gfd, s)
+    return { kind: 'granted', hold }
   }
 
   private nextFence(gateFd: number | null, dir: string, seen: number): number {
@@ -368,12 +557,11 @@ export class FileStore implements LeaseStore {
   }
 
   /**
-   * Writes the record under a temporary name, locks it through a read-only descriptor and renames
-   * it into place: a record is never visible half-written, and the descriptor that carries the
-   * hold's lock (the one `run` hands to its command) cannot write it. On any failure nothing is
-   * left behind.
+   * Writes a record under a temporary name, locks it through a read-only descriptor and renames it
+   * to `name`: a record is never visible half-written, and the descriptor that carries its lock
+   * (the one `run` hands to its command) cannot write it. On any failure nothing is left behind.
    */
-  private publish(dir: string, gateFd: number | null, record: SlotRecord): Hold {
+  private placeFile(dir: string, gateFd: number | null, name: string, record: SlotRecord): { fd: number; dev: number; ino: number } {
     const tmp = join(dir, `tmp-${record.token}`)
     let wfd: number | null = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
     let rfd: number | null = null
@@ -383,7 +571,7 @@ export class FileStore implements LeaseStore {
       const body = serializeRecord(record)
       writeAll(wfd, serializeRecord(record, body.length + RECORD_SLACK))
       rfd = fs.openSync(tmp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
-      if (!tryLock(this.native, rfd, tmp)) throw new Error(`fresh slot file ${tmp} is locked by another process`)
+      if (!tryLock(this.native, rfd, tmp)) throw new Error(`fresh record file ${tmp} is locked by another process`)
       fs.closeSync(wfd)
       wfd = null
       this.faults.beforePublish?.()
@@ -391,19 +579,65 @@ export class FileStore implements LeaseStore {
       // we worked (a tmp cleaner), `dir` now names a directory we never counted, where someone
       // may already hold this slot. Publish only under the live gate.
       if (!gateIsLive(dir, gateFd)) throw this.vanished('lock_root_vanished')
-      fs.renameSync(tmp, join(dir, `slot-${record.slot}`))
+      fs.renameSync(tmp, join(dir, name))
       const st = fs.fstatSync(rfd)
-      const lost = new AbortController()
-      const handle: FileHandle = { dir, fd: rfd, dev: st.dev, ino: st.ino, record, released: false, lost, releasing: null }
+      const out = { fd: rfd, dev: st.dev, ino: st.ino }
       rfd = null
-      this.holds.add(handle)
-      const held = (): boolean => !handle.released && this.ownership(handle, record.slot) === 'own'
-      return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, weight: weightOf(record), recovered: null, signal: lost.signal, held, handle }
+      return out
     } catch (err) {
       if (wfd !== null) fs.closeSync(wfd)
       if (rfd !== null) fs.closeSync(rfd)
       removeAfterFailure(tmp)
       throw err
+    }
+  }
+
+  private publish(dir: string, gateFd: number | null, record: SlotRecord, recovered: RecoveredHolder | null): Hold {
+    const file = this.placeFile(dir, gateFd, `slot-${record.slot}`, record)
+    const lost = new AbortController()
+    const handle: FileHandle = { dir, fd: file.fd, dev: file.dev, ino: file.ino, record, released: false, lost, releasing: null, watcher: null }
+    this.holds.add(handle)
+    this.watchHold(handle)
+    const held = (): boolean => !handle.released && this.ownership(handle, record.slot) === 'own'
+    return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, weight: weightOf(record), recovered, signal: lost.signal, held, handle }
+  }
+
+  /**
+   * Announces a hold lost without our release (S7): any change to the slot's path — its record
+   * removed (a wiped root) or replaced — is checked against our inode. Without a watch (inotify
+   * limits) `held()` still answers on demand.
+   */
+  private watchHold(h: FileHandle): void {
+    const path = join(h.dir, `slot-${h.record.slot}`)
+    const check = (): void => {
+      if (h.released || h.watcher === null) return
+      let mine: boolean
+      try {
+        mine = this.ownership(h, h.record.slot) === 'own'
+      } catch {
+        // Cannot look (the directory went away with the root): not proof of loss by itself.
+        mine = !this.rootGone(h.dir)
+      }
+      if (mine) return
+      h.watcher?.close()
+      h.watcher = null
+      h.lost.abort('lost' satisfies LostReason)
+    }
+    try {
+      const w = this.watchFile(path, check)
+      w.on('error', check)
+      h.watcher = w
+    } catch {
+      h.watcher = null
+    }
+  }
+
+  private rootGone(dir: string): boolean {
+    try {
+      fs.lstatSync(dir)
+      return false
+    } catch (err) {
+      return isErrno(err, 'ENOENT', 'ENOTDIR')
     }
   }
 
@@ -446,21 +680,41 @@ export class FileStore implements LeaseStore {
     }
   }
 
-  private releaseLocked(h: FileHandle, hold: Hold): boolean {
+  private releaseLocked(h: FileHandle, hold: Hold, gateFd: number | null): boolean {
     if (this.ownership(h, hold.slot) !== 'own') return false
+    this.unwatchHold(h)
     try {
       fs.unlinkSync(join(h.dir, `slot-${hold.slot}`))
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return false
       throw err
     }
+    this.slotRemoved(h.dir, gateFd, hold.slot)
     return true
+  }
+
+  /** After a slot file is gone: stop counting it and wake the first waiter (its turn may have come). */
+  private slotRemoved(dir: string, gateFd: number | null, slot: number): void {
+    this.withCounter(gateFd, dir, (gfd) => {
+      const s = readSummary(gfd)
+      // No summary: the next claim judges the directory and writes one.
+      if (s === null) return
+      removeSlot(s, slot)
+      touchHead(dir, s, null)
+      writeSummary(gfd, s)
+    })
+  }
+
+  private unwatchHold(h: FileHandle): void {
+    h.watcher?.close()
+    h.watcher = null
   }
 
   private finishRelease(h: FileHandle, lost = false): void {
     // Once only: a descriptor number closed twice could by then name another hold's lock.
     if (h.released) return
     h.released = true
+    this.unwatchHold(h)
     this.holds.delete(h)
     fs.closeSync(h.fd)
     if (lost) h.lost.abort('lost' satisfies LostReason)
@@ -472,7 +726,7 @@ export class FileStore implements LeaseStore {
     const h = handleOf(hold)
     if (h.released) return false
     if (h.releasing) return h.releasing.then(() => false)
-    const p = this.waitGate(hold.key, keyDirName(hold.key), wait, false, () => (h.released ? false : this.releaseLocked(h, hold))).then(
+    const p = this.waitGate(hold.key, keyDirName(hold.key), wait, false, (_dir, gateFd) => (h.released ? false : this.releaseLocked(h, hold, gateFd))).then(
       (out) => {
         h.releasing = null
         const mine = out === true && !h.released
@@ -494,7 +748,7 @@ export class FileStore implements LeaseStore {
     if (h.releasing) return false
     let out: boolean | null
     try {
-      out = gateSync(hold.key, GATE_WAIT_MS, this.pass(keyDirName(hold.key), 'existing', false, () => this.releaseLocked(h, hold)))
+      out = gateSync(hold.key, GATE_WAIT_MS, this.pass(keyDirName(hold.key), 'existing', false, (_dir, gateFd) => this.releaseLocked(h, hold, gateFd)))
     } catch (err) {
       if (!(err instanceof Vanished)) throw err
       out = false
@@ -558,7 +812,7 @@ export class FileStore implements LeaseStore {
   private async releaseUnlessShared(hold: Hold, wait?: GateWait): Promise<HandBack> {
     const h = handleOf(hold)
     if (h.released) return { outcome: 'lost', cause: 'record_removed' }
-    const out = await this.waitGate(hold.key, keyDirName(hold.key), wait, false, (): HandBack => {
+    const out = await this.waitGate(hold.key, keyDirName(hold.key), wait, false, (dir, gateFd): HandBack => {
       const owned = this.ownership(h, hold.slot)
       if (owned !== 'own') {
         this.finishRelease(h, true)
@@ -570,6 +824,7 @@ export class FileStore implements LeaseStore {
       try {
         if (!tryLock(this.native, fd, path)) return { outcome: 'shared' }
         fs.unlinkSync(path)
+        this.slotRemoved(dir, gateFd, hold.slot)
         return { outcome: 'released' }
       } finally {
         fs.closeSync(fd)
@@ -581,7 +836,11 @@ export class FileStore implements LeaseStore {
 
   // ---- inspection ---------------------------------------------------------------------
 
-  private status(key: string, judged: Judged[], stray: string[], verbose: boolean): KeyStatus {
+  private status(key: string, scan: Pick<Scan, 'judged' | 'waits' | 'stray'>, verbose: boolean): KeyStatus {
+    const { judged } = scan
+    // Unreadable queue files are no places (they never block the queue): shown with the stray.
+    const stray = [...scan.stray, ...scan.waits.filter((w) => w.record === null).map((w) => w.name)]
+    const waiting = scan.waits.filter((w) => w.record !== null && w.verdict.occupied).length
     const holders: HolderStatus[] = []
     let active = 0
     let used = 0
@@ -615,7 +874,7 @@ export class FileStore implements LeaseStore {
       holders.push(h)
     }
     holders.sort((a, b) => a.slot - b.slot)
-    const out: KeyStatus = { key, active, used, waiting: 0, holders }
+    const out: KeyStatus = { key, active, used, waiting, holders }
     if (limit !== undefined) out.limit = limit
     if (stray.length > 0) out.stray = stray.sort()
     return out
@@ -628,21 +887,17 @@ export class FileStore implements LeaseStore {
   /** Inspection by directory name, for key directories whose key file is missing. */
   async inspectDir(label: string, dirName: string, verbose: boolean, wait?: GateWait): Promise<KeyStatus> {
     this.checkOpen()
-    const out = await this.waitGate(label, dirName, wait, false, (dir) => {
-      const { judged, stray } = this.scan(dir, verbose)
-      return this.status(label, judged, stray, verbose)
-    })
+    const out = await this.waitGate(label, dirName, wait, false, (dir) => this.status(label, this.scan(dir, verbose), verbose))
     return out ?? { key: label, active: 0, used: 0, waiting: 0, holders: [] }
   }
 
   async sweep(key: string, dryRun: boolean, verbose: boolean, wait?: GateWait): Promise<SweepReport> {
     this.checkOpen()
     const out = await this.waitGate(key, keyDirName(key), wait, !dryRun, (dir, gateFd) => {
-      const { judged, temps, stray } = this.scan(dir, verbose, dryRun ? undefined : { gateFd })
+      const scan = dryRun ? this.scan(dir, verbose) : this.withCounter(gateFd, dir, (gfd) => this.rebuild(dir, gateFd, gfd, readSummary(gfd), verbose).scan)
       const reclaimed: SweepReport['reclaimed'] = []
       const remaining: Judged[] = []
-      if (!dryRun) this.cleanTemps(dir, temps)
-      for (const j of judged) {
+      for (const j of scan.judged) {
         if (dryRun ? j.verdict.reclaim : j.reclaimed) {
           const item: { slot: number; pid?: number } = { slot: j.slot }
           if (verbose && j.record) item.pid = j.record.pid
@@ -652,7 +907,8 @@ export class FileStore implements LeaseStore {
           remaining.push(j)
         }
       }
-      return { key, dryRun, reclaimed, status: this.status(key, remaining, stray, verbose) }
+      const waits = scan.waits.filter((w) => !w.reclaimed)
+      return { key, dryRun, reclaimed, status: this.status(key, { judged: remaining, waits, stray: scan.stray }, verbose) }
     })
     return out ?? { key, dryRun, reclaimed: [], status: { key, active: 0, used: 0, waiting: 0, holders: [] } }
   }
@@ -662,8 +918,9 @@ export class FileStore implements LeaseStore {
    * named (crashes). Null when no directory watch can be had (no directory yet, or the kernel
    * refuses one, e.g. at the inotify limits): the engine then keeps polling briskly.
    */
-  async watch(key: string, wake: WakeHint, onChange: () => void): Promise<KeyWatch | null> {
+  async watch(key: string, wake: WakeHint, onChange: () => void, place?: unknown): Promise<KeyWatch | null> {
     this.checkOpen()
+    if (place instanceof FilePlace) return this.watchPlace(place, wake, onChange)
     let dir: string | null
     let id: string
     try {
@@ -709,6 +966,68 @@ export class FileStore implements LeaseStore {
     })
     w.update(wake)
     return w
+  }
+
+  /**
+   * A queued waiter watches its own place file (touched when its turn may have come) and the
+   * exits the busy answer named: the waiter before it, or — first in line — the holders.
+   */
+  private watchPlace(place: FilePlace, wake: WakeHint, onChange: () => void): KeyWatch | null {
+    if (place.closed || !place.watching) return null
+    const exits = new ExitWatches(() => {
+      place.exitFired = true
+      onChange()
+    }, this.native)
+    const w: KeyWatch & { alive: boolean } = {
+      alive: true,
+      get covered(): boolean {
+        return w.alive && place.watching && place.exitsCovered
+      },
+      update(next: WakeHint): void {
+        const o = next.opaque as FileWake | undefined
+        if (o === undefined || o.dirId !== place.dirId || place.closed) {
+          w.close()
+          return
+        }
+        place.exitsCovered = o.pids !== null && exits.update(o.pids)
+        if (o.pids === null) exits.update([])
+      },
+      close(): void {
+        w.alive = false
+        place.onWake = null
+        place.exitsCovered = false
+        exits.close()
+      },
+    }
+    place.onWake = onChange
+    w.update(wake)
+    // A touch that came before this watch was connected.
+    if (place.fired) queueMicrotask(onChange)
+    return w
+  }
+
+  /** Gives up a queue place: its file goes, and the waiter behind it is told at once. */
+  async leave(key: string, place: unknown): Promise<void> {
+    if (!(place instanceof FilePlace) || place.closed) return
+    try {
+      await this.waitGate(key, keyDirName(key), undefined, false, (dir, gateFd) => {
+        if (dir !== place.dir || !place.isIntact()) return
+        fs.unlinkSync(place.path)
+        this.withCounter(gateFd, dir, (gfd) => {
+          const s = readSummary(gfd)
+          if (s === null) return
+          dequeue(s, place.ticket)
+          touchNext(dir, s, place.ticket)
+          writeSummary(gfd, s)
+        })
+      })
+    } catch {
+      // Leaving runs as an acquire ends with its own error. Closing the descriptor below is what
+      // matters: the place's lock goes with it, so it is judged gone (and its file removed) by
+      // the next claim; only the prompt wake of the waiter behind is lost, which its poll covers.
+    } finally {
+      place.close()
+    }
   }
 
   /** Every key directory under the root, by key where its key file says which, else by name. */

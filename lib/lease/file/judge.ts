@@ -15,7 +15,14 @@ import { tryLock } from './lock.js'
 
 export const KEY_FILE = 'key'
 export const SLOT_RE = /^slot-(0|[1-9][0-9]{0,14})$/
+/** A waiter's place in the key's queue, by ticket (summary.ts); judged like a slot record. */
+export const WAIT_RE = /^wait-([1-9][0-9]{0,14})$/
+/** A takeover notice: the record of a crashed holder, by its fence, until the next grant takes it. */
+export const NOTICE_RE = /^notice-(0|[1-9][0-9]{0,15})$/
 export const TMP_RE = /^tmp-[0-9a-f]{32}$/
+
+export const waitName = (ticket: number): string => `wait-${ticket}`
+export const noticeName = (fence: number): string => `notice-${fence}`
 
 export interface Judged {
   name: string
@@ -33,6 +40,10 @@ export interface Judged {
 
 export interface Scan {
   judged: Judged[]
+  /** Queue places, judged like holds (slot = ticket). */
+  waits: Judged[]
+  /** Fences of the notices present. */
+  notices: number[]
   temps: string[]
   stray: string[]
 }
@@ -54,7 +65,7 @@ export interface JudgeContext {
    * throw: it checks that the gate is still the live one and folds the record's fence into the
    * counter, so that no fence is lost with the record.
    */
-  reclaim?: { before(record: SlotRecord | null): void }
+  reclaim?: { before(record: SlotRecord | null, kind: 'slot' | 'wait'): void }
 }
 
 const gone: Verdict = { occupied: false, reclaim: true, state: 'dead', inconsistent: false }
@@ -80,7 +91,7 @@ export function scanKeyDir(dir: string, ctx: JudgeContext, onVanished: () => nev
     if (isErrno(err, 'ENOENT')) onVanished()
     throw err
   }
-  const out: Scan = { judged: [], temps: [], stray: [] }
+  const out: Scan = { judged: [], waits: [], notices: [], temps: [], stray: [] }
   for (const name of names) {
     if (name === GATE || name === KEY_FILE) continue
     if (TMP_RE.test(name)) {
@@ -88,18 +99,36 @@ export function scanKeyDir(dir: string, ctx: JudgeContext, onVanished: () => nev
       continue
     }
     const m = SLOT_RE.exec(name)
-    if (!m) {
-      out.stray.push(name)
+    if (m) {
+      const j = judgeEntry(dir, name, Number(m[1]), ctx, 'slot')
+      if (j) out.judged.push(j)
       continue
     }
-    const j = judgeEntry(dir, name, Number(m[1]), ctx)
-    if (j) out.judged.push(j)
+    const w = WAIT_RE.exec(name)
+    if (w) {
+      const j = judgeEntry(dir, name, Number(w[1]), ctx, 'wait')
+      if (j) out.waits.push(j)
+      continue
+    }
+    const n = NOTICE_RE.exec(name)
+    if (n && Number.isSafeInteger(Number(n[1]))) {
+      out.notices.push(Number(n[1]))
+      continue
+    }
+    out.stray.push(name)
   }
+  out.waits.sort((a, b) => a.slot - b.slot)
+  out.notices.sort((a, b) => a - b)
   return out
 }
 
+/** Judges one queue place by ticket; null when it is not there. */
+export function judgeWait(dir: string, ticket: number, ctx: JudgeContext): Judged | null {
+  return judgeEntry(dir, waitName(ticket), ticket, ctx, 'wait')
+}
+
 /** Judges one slot entry; null when it vanished meanwhile. Holds no descriptor afterwards. */
-function judgeEntry(dir: string, name: string, slot: number, ctx: JudgeContext): Judged | null {
+function judgeEntry(dir: string, name: string, slot: number, ctx: JudgeContext, kind: 'slot' | 'wait'): Judged | null {
   const path = join(dir, name)
   // Never open what is not a regular file: a device or FIFO could block or have side effects.
   let pre: fs.Stats
@@ -126,7 +155,7 @@ function judgeEntry(dir: string, name: string, slot: number, ctx: JudgeContext):
     if (!sameFile(st, pre)) return corrupt(name, slot, 'replaced', st)
     const j = judgeOpen(fd, path, name, slot, st, ctx)
     if (j.verdict.reclaim && ctx.reclaim) {
-      ctx.reclaim.before(j.record)
+      ctx.reclaim.before(j.record, kind)
       j.reclaimed = unlinkIfSame(path, st)
     }
     return j
