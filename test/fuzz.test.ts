@@ -403,10 +403,15 @@ async function scenario(s: Scenario): Promise<void> {
   const after = describeTree(realDir)
   const deleted = [...before.keys()].filter((n) => !after.has(n)).sort()
   expect(deleted).toEqual([...deletable].sort())
+  // New: at most one takeover notice for each dead holder's record reclaimed (S12).
+  const notices = [...after.keys()].filter((n) => !before.has(n) && /^notice-[0-9]+$/.test(n))
+  expect(notices.length).toBeLessThanOrEqual(deleted.filter((n) => n.startsWith('slot-')).length)
   for (const [name, seen] of after) {
-    // The gate carries the fence counter: it is the one file a grant rewrites in place.
+    if (notices.includes(name)) continue
+    // The gate carries the fence counter and the key's summary: it is the one file a claim
+    // rewrites in place (the summary on every claim, the counter on a grant).
     const was = before.get(name)
-    if (name === 'gate' && granted && was) was.sha = seen.sha
+    if (name === 'gate' && was) was.sha = seen.sha
     expect({ name, seen }).toEqual({ name, seen: was })
   }
   // No symlink was followed: what they point at is untouched.

@@ -27,14 +27,13 @@ describe('waiting without a directory watch', () => {
     const { root } = freshRoot()
     const holder = await agent()
     await holdIn(holder, { key: 'w', limit: 1, lockRoot: root })
-    const failing = new FileStore({
-      root,
-      watchDir: () => {
-        const err: NodeJS.ErrnoException = new Error('inotify watch limit reached')
-        err.code = 'ENOSPC'
-        throw err
-      },
-    })
+    const refuse = (): never => {
+      const err: NodeJS.ErrnoException = new Error('inotify watch limit reached')
+      err.code = 'ENOSPC'
+      throw err
+    }
+    // Both kinds of watch: a key's directory (barging waiters) and a queue place's own file.
+    const failing = new FileStore({ root, watchDir: refuse, watchFile: refuse })
     const pauses = await busyPauses(failing, root)
     expect(pauses.length).toBeGreaterThan(5)
     expect(pauses.every((p) => !p.watched)).toBe(true)

@@ -34,13 +34,14 @@ export function readCounter(fd: number): number {
 }
 
 /**
- * Takes the next fence: above `stored`, above `seen` (the largest fence on disk) and at least
- * the clock seed for a fresh counter. Writes it back before returning it.
+ * Takes the next fence: above `stored`, above `seen` (the largest fence on disk) and, for a fresh
+ * counter, at least the clock seed and above the root's floor of pruned keys. Writes it back before returning it.
  */
-export function takeFence(fd: number, seen: number, clockMs: number): number {
+export function takeFence(fd: number, seen: number, clockMs: number, floor: () => number = () => 0): number {
   if (!(seen <= FENCE_MAX)) throw exhausted('a record on disk carries a fence beyond 2^53 - 1')
   const stored = readCounter(fd)
-  const seed = stored === 0 ? Math.min(Math.max(Math.floor(clockMs), 0) * 1000, SEED_CEILING) : 0
+  // A fresh counter also starts above every counter of a pruned key (prune.ts).
+  const seed = stored === 0 ? Math.max(Math.min(Math.max(Math.floor(clockMs), 0) * 1000, SEED_CEILING), floor() + 1) : 0
   const next = Math.max(stored + 1, seen + 1, seed)
   if (next > FENCE_MAX) throw exhausted('the next fence would pass 2^53 - 1')
   writeAll(fd, Buffer.from(String(next).padStart(FENCE_WIDTH, '0')))

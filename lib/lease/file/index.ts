@@ -36,13 +36,14 @@ import {
   type RecoveredHolder,
   type SweepReport,
 } from '../store.js'
-import { foldFence, takeFence } from './fence.js'
+import { foldFence, readCounter, takeFence } from './fence.js'
 import { dropNotice, readNotice, writeNotice } from './notice.js'
+import { PRUNING_RE, fenceFloor, raiseFenceFloor, removeEmptied, removeKeyDir } from './prune.js'
 import { FilePlace, touchHead, touchNext } from './queue.js'
-import { type QueueEntry, type Summary, addSlot, dequeue, enqueue, lowestFree, readSummary, removeSlot, runsOf, slotCount, usedWeight, writeSummary } from './summary.js'
+import { type QueueEntry, type Run, type Summary, addSlot, dequeue, enqueue, lowestFree, readSummary, removeSlot, runsOf, slotCount, usedWeight, writeSummary } from './summary.js'
 import { isErrno, removeAfterFailure, sameFile, writeAll } from './fsx.js'
-import { GateBusy, type GateDeps, Vanished, gateIsLive, gateSync, gateWaiting, underGate } from './gate.js'
-import { type JudgeContext, type Judged, KEY_FILE, type Scan, holderPids, judgeWait, scanKeyDir, waitName } from './judge.js'
+import { GateBusy, type GateDeps, Vanished, gateIsLive, gateOnce, gateSync, gateWaiting, underGate } from './gate.js'
+import { type JudgeContext, type Judged, KEY_FILE, SLOT_RE, type Scan, TMP_RE, holderPids, judgeWait, scanKeyDir, waitName } from './judge.js'
 import { tryLock } from './lock.js'
 import { ExitWatches } from './exitwatch.js'
 import { LeaseError } from '../../errors.js'
@@ -385,7 +386,10 @@ export class FileStore implements LeaseStore {
     if (place !== null) place.fired = false
     let summary = readSummary(gfd)
     let scan: Scan | null = null
-    if (summary === null) ({ s: summary, scan } = this.rebuild(dir, gateFd, gfd, null, false, place))
+    // The summary knows what this library wrote; a slot file it does not know (a process of an
+    // older version, a file put there by hand) means it cannot be trusted: judge everything.
+    if (summary !== null && !this.summaryCovers(dir, summary)) summary = null
+    if (summary === null) ({ s: summary, scan } = this.rebuild(dir, gateFd, gfd, readSummary(gfd), false, place))
     const s: Summary = summary
     let dirty = false
     const limit = req.limit + (this.faults.overAdmit ?? 0)
@@ -427,6 +431,40 @@ export class FileStore implements LeaseStore {
     if (used() + req.weight > limit) return busy(scan ? holderPids(scan.judged, this.host()) : null, null)
     this.faults.afterScan?.()
     return this.grant(dir, gateFd, gfd, s, req, place, scan)
+  }
+
+  /**
+   * Whether every slot file in the directory is one the summary counts. One listing of names, no
+   * file opened: what keeps a claim's cost flat in the number of holders. Leftover temporary files
+   * of killed writers are removed on the way.
+   */
+  private summaryCovers(dir: string, s: Summary): boolean {
+    let names: string[]
+    try {
+      names = fs.readdirSync(dir)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw this.vanished('key_directory_vanished')
+      throw err
+    }
+    const slots: number[] = []
+    const temps: string[] = []
+    for (const name of names) {
+      if (name.startsWith('slot-')) {
+        const m = SLOT_RE.exec(name)
+        // Anything else named like a slot (slot-01, slot-x) is stray: never counted.
+        if (m === null) continue
+        slots.push(Number(m[1]))
+      } else if (TMP_RE.test(name)) temps.push(name)
+    }
+    if (temps.length > 0) this.cleanTemps(dir, temps)
+    slots.sort((x, y) => x - y)
+    let r = 0
+    for (const i of slots) {
+      while (r < s.slots.length && i >= (s.slots[r] as Run)[0] + (s.slots[r] as Run)[1]) r++
+      const run = s.slots[r]
+      if (run === undefined || i < run[0]) return false
+    }
+    return true
   }
 
   /** 0 when the waiter must judge every holder now; else how long until it should. */
@@ -543,7 +581,7 @@ export class FileStore implements LeaseStore {
   }
 
   private nextFence(gateFd: number | null, dir: string, seen: number): number {
-    return this.withCounter(gateFd, dir, (fd) => takeFence(fd, seen, this.clock()))
+    return this.withCounter(gateFd, dir, (fd) => takeFence(fd, seen, this.clock(), () => fenceFloor(this.rootPath, this.native)))
   }
 
   /** Runs fn on the gate file, which holds the fence counter (opened anew only without a gate). */
@@ -1028,6 +1066,49 @@ export class FileStore implements LeaseStore {
     } finally {
       place.close()
     }
+  }
+
+  // ---- pruning ------------------------------------------------------------------------
+
+  /**
+   * Removes key directories with no holder and no waiter whose last change (a grant, release,
+   * wait or reclaim) is at least `idleMs` old. A key whose gate is held right now is in use and
+   * kept. Holds proven gone are reclaimed first (leaving their takeover notice), which counts as
+   * a change: such a key goes one idle period later, unless a grant takes the notice before.
+   */
+  async prune(idleMs: number, dryRun: boolean): Promise<PruneReport> {
+    this.checkOpen()
+    const removed: string[] = []
+    let kept = 0
+    const root = this.rootInfo('existing')
+    if (root === null) return { dryRun, removed, kept }
+    // Leftovers of a pruner killed half-way: already out of the root's key space.
+    if (!dryRun) for (const name of fs.readdirSync(root.path)) if (PRUNING_RE.test(name)) removeEmptied(join(root.path, name))
+    for (const entry of this.listKeyEntries()) {
+      const out = gateOnce(this.pass(entry.dir, 'existing', false, (dir, gateFd) => this.pruneLocked(root.path, dir, gateFd, idleMs, dryRun)))
+      // A gate held right now (BUSY) means the key is in use: kept.
+      if (out === true) removed.push(entry.key ?? entry.dir)
+      else kept++
+    }
+    return { dryRun, removed, kept }
+  }
+
+  private pruneLocked(rootPath: string, dir: string, gateFd: number | null, idleMs: number, dryRun: boolean): boolean {
+    const dirSt = fs.lstatSync(dir)
+    const lastChange = Math.max(dirSt.mtimeMs, gateFd === null ? 0 : fs.fstatSync(gateFd).mtimeMs)
+    if (Date.now() - lastChange < idleMs) return false
+    const scan = this.scan(dir)
+    const waiting = scan.waits.some((w) => w.record !== null && w.verdict.occupied)
+    if (scan.judged.length > 0 || waiting) {
+      // Holders (or places) left: reclaim the proven gone, and keep the key for now.
+      if (!dryRun && gateFd !== null && (scan.judged.some((j) => j.verdict.reclaim) || scan.waits.some((w) => w.verdict.reclaim))) {
+        this.withCounter(gateFd, dir, (gfd) => this.rebuild(dir, gateFd, gfd, readSummary(gfd)))
+      }
+      return false
+    }
+    if (dryRun) return true
+    if (gateFd !== null) raiseFenceFloor(rootPath, this.native, readCounter(gateFd))
+    return removeKeyDir(rootPath, dir)
   }
 
   /** Every key directory under the root, by key where its key file says which, else by name. */
