@@ -786,7 +786,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
        * the holder releases and the waiters hand the key on among themselves (each releases once
        * its grant is logged). Returns the order log and the queue length the store reported.
        */
-      async function handOffs(fault: Fault | null, n: number): Promise<{ arrived: string[]; granted: string[]; waiting: number }> {
+      async function handOffs(fault: Fault | null, n: number): Promise<{ arrived: string[]; granted: string[]; byFence: string[]; waiting: number }> {
         const base = await target.spec()
         const spec = fault ? target.faulty(base, fault) : base
         const make = target.holders(spec)
@@ -802,17 +802,22 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         }
         const { waiting } = await inspectLeases({ key: KEY, store })
         expect(await owner.release()).toBe(true)
-        for (const p of pending) granted(await p.result)
-        return { ...readOrder(log), waiting }
+        const fences = new Map<string, number>()
+        for (const [i, p] of pending.entries()) fences.set(`w${i}`, granted(await p.result).fence)
+        // Fences grow in grant order (S4): a second witness of the order, from the store itself.
+        const byFence = [...fences].sort((a, b) => a[1] - b[1]).map(([tag]) => tag)
+        return { ...readOrder(log), byFence, waiting }
       }
 
       const tags = (n: number): string[] => Array.from({ length: n }, (_, i) => `w${i}`)
 
       it('six waiters in six processes are granted in the order they arrived', async () => {
-        const { arrived, granted: order, waiting } = await handOffs(null, 6)
+        const { arrived, granted: order, byFence, waiting } = await handOffs(null, 6)
         expect(arrived).toEqual(tags(6))
-        expect(waiting).toBe(6)
         expect(order).toEqual(arrived)
+        expect(byFence).toEqual(arrived)
+        // Each waiter counted once it had a place.
+        expect(waiting).toBe(6)
       })
 
       twin('barge', 'the same log catches a store that lets any waiter take a freed slot', async () => {
@@ -825,7 +830,8 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
        * Limit 2, two holders of weight 1. A heavy waiter (weight 2) queues; one holder releases,
        * so one unit is free: not enough for the head. Then light waiters (weight 1) start, one
        * after another: each would fit, but the heavy head came first. Returns whether each light
-       * waiter's first attempt was refused (queued) and the order log once all were served.
+       * waiter's first attempt was refused (queued) and the grant order once all were served (by
+       * fence: two light holds may overlap, so their log lines need not be in grant order).
        */
       async function heavyHead(fault: Fault | null): Promise<{ queued: boolean[]; granted: string[] }> {
         const base = await target.spec()
@@ -846,9 +852,12 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
           light.push(p)
         }
         expect(await h2!.release()).toBe(true)
-        expect(granted(await head.result).weight).toBe(2)
-        for (const p of light) granted(await p.result)
-        return { queued, granted: readOrder(log).granted }
+        const heavyGrant = granted(await head.result)
+        expect(heavyGrant.weight).toBe(2)
+        const grants: Array<[string, number]> = [['heavy', heavyGrant.fence]]
+        for (const [i, p] of light.entries()) grants.push([`light${i}`, granted(await p.result).fence])
+        expect(readOrder(log).arrived).toEqual(['heavy', ...light.map((_, i) => `light${i}`).filter((_, i) => queued[i])])
+        return { queued, granted: grants.sort((a, b) => a[1] - b[1]).map(([tag]) => tag) }
       }
 
       it('a heavy waiter at the head is not overtaken by light ones that would fit', async () => {
@@ -1037,7 +1046,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
 
     describe('S7 lease.signal when the whole store is wiped', () => {
       /** The store's storage is wiped behind a holder's back; resolves once its signal fired. */
-      async function signalOnWipe(fault: Fault | null): Promise<Lease> {
+      async function signalOnWipe(fault: Fault | null): Promise<{ lease: Lease; store: LeaseStore }> {
         const base = await target.spec()
         const store = open(fault ? target.faulty(base, fault) : base)
         const lease = await acquireLease({ key: 'wiped', limit: 1, store })
@@ -1046,15 +1055,14 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         if (caps.heldSeesEviction) expect(lease.held()).toBe(false)
         // Without the holder calling anything: the signal is how it learns to stop.
         await until('the lost-hold signal', () => lease.signal.aborted, 10_000)
-        return lease
+        return { lease, store }
       }
 
       gated(target.wipe !== undefined, 'lease.signal aborts (lost) when the storage is wiped; later fences still grow', 'its storage cannot be wiped from under it', async () => {
-        const lease = await signalOnWipe(null)
+        const { lease, store } = await signalOnWipe(null)
         expect(lease.signal.reason).toBe('lost')
         expect(lease.held()).toBe(false)
         expect(await lease.release()).toBe(false)
-        const store = opened[opened.length - 1]!
         const again = await acquireLease({ key: 'wiped', limit: 1, store })
         expect(again.fence).toBeGreaterThan(lease.fence)
         expect(await again.release()).toBe(true)
