@@ -442,8 +442,9 @@ export class MemoryStore implements LeaseStore {
     }
     if (!dryRun) {
       const queue = this.world.queues.get(key) ?? []
+      const places = queue.length
       for (const p of [...queue]) if (!this.placeCounts(p)) queue.splice(queue.indexOf(p), 1)
-      if (reclaimed.length > 0) this.world.changed(key)
+      if (reclaimed.length > 0 || queue.length < places) this.world.changed(key)
     }
     return { key, dryRun, reclaimed, status: this.status(key, remaining, verbose) }
   }

@@ -1,10 +1,12 @@
-// One conformance suite for every lease store (STYLE §2.3): the invariants S1–S10 of
+// One conformance suite for every lease store (STYLE §2.3): the invariants S1–S12 of
 // lib/lease/store.ts, driven through the public API and the engine over a caller-supplied store.
 // describeStore(target) runs it for one store configuration; each target file is one line.
 // Every safety check has a faulty twin: the same check run against target.faulty(...) must fail,
 // proving it can. Optional abilities keep their place: a store without one is checked to lack it,
 // with the reason in the test's title. Holders are real processes for stores shared across
 // processes (agents open the store from its JSON spec), simulated ones for the in-memory store.
+// Order checks never rest on timing: a waiter is known to have arrived once it has answered busy
+// (its place taken) and says so, and only then does the next one start.
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
