@@ -1,4 +1,4 @@
-// S1–S10 for the file store judging by identity alone (as on a filesystem whose locks are not trusted).
+// S1–S12 for the file store judging by identity alone (as on a filesystem whose locks are not trusted).
 import { describeStore } from './suite.js'
 import { fileTarget } from './targets.js'
 

@@ -1,4 +1,4 @@
-// S1–S10 for the file store with both witnesses (kernel lock + identity).
+// S1–S12 for the file store with both witnesses (kernel lock + identity).
 import { describeStore } from './suite.js'
 import { fileTarget } from './targets.js'
 

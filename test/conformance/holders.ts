@@ -4,7 +4,7 @@
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import type { HolderRecord } from '../../lib/classify.js'
-import type { Lease } from '../../lib/lease/engine.js'
+import type { AcquireHooks, Lease } from '../../lib/lease/engine.js'
 import { type JsonChild, type Msg, acquireInStore, agent, freshRoot, procState, until } from '../helpers/lease.js'
 
 export interface HoldOpts {
@@ -12,6 +12,31 @@ export interface HoldOpts {
   limit: number
   waitMs?: number
   metadata?: Record<string, string | number | boolean>
+  weight?: number
+  fair?: boolean
+}
+
+/** How a queued acquire reports itself (see Holder.enqueue). */
+export interface QueueOpts {
+  /** Names the waiter in the log. */
+  tag: string
+  /**
+   * A file the waiter appends `arrived <tag>` to at its first busy answer and `granted <tag>` to
+   * inside its hold: an order log written by the waiters themselves, one append per line.
+   */
+  log?: string
+  /** Release as soon as the grant is logged, so hand-offs run on without the test. */
+  releaseAtOnce?: boolean
+}
+
+/** An acquire left running in a holder. */
+export interface Pending {
+  /** Resolves at the acquire's first busy answer (its place taken); rejects if it ended before. */
+  queued: Promise<void>
+  /** The acquire's reply (`acquired`, `null`, `error`); never settles if the holder is killed first. */
+  result: Promise<Msg>
+  /** Aborts the acquire through its signal (the reply is then an `aborted` error). */
+  abort(): void
 }
 
 export interface AcquireExtra {
@@ -33,6 +58,11 @@ export interface Holder {
   acquire(opts: HoldOpts, extra?: AcquireExtra): Promise<Msg>
   /** Starts an acquire that pauses mid-claim; resolves once it is paused. */
   acquirePaused(opts: HoldOpts): Promise<PausedClaim>
+  /**
+   * Starts a waiting acquire and returns at once. Until its reply, the holder takes no other
+   * command but abort, kill and stop.
+   */
+  enqueue(opts: HoldOpts, q: QueueOpts): Pending
   /** Releases lease `i` (default: the latest). */
   release(i?: number): Promise<boolean>
   /** Dies without a word (SIGKILL): nothing is released. */
@@ -63,6 +93,19 @@ class ProcessHolder implements Holder {
 
   acquire(opts: HoldOpts, extra: AcquireExtra = {}): Promise<Msg> {
     return acquireInStore(this.c, this.spec, opts, extra)
+  }
+
+  enqueue(opts: HoldOpts, q: QueueOpts): Pending {
+    this.c.send({ op: 'enqueue', spec: this.spec, opts, tag: q.tag, log: q.log ?? null, releaseAtOnce: q.releaseAtOnce === true })
+    const first = this.c.next()
+    const queued = first.then((m) => {
+      if (m.ev !== 'queued') throw new Error(`acquire of ${q.tag} ended before it waited: ${JSON.stringify(m)}`)
+    })
+    const result = first.then((m) => (m.ev === 'queued' ? this.c.next() : m))
+    // Observed by the tests that care; a killed waiter's reply never comes.
+    queued.catch(() => {})
+    result.catch(() => {})
+    return { queued, result, abort: () => this.c.send({ op: 'abort', tag: q.tag }) }
   }
 
   async acquirePaused(opts: HoldOpts): Promise<PausedClaim> {
@@ -100,8 +143,14 @@ class ProcessHolder implements Holder {
 export interface LocalWorld {
   /** A fresh pid-like number no real process of this test has. */
   newPid(): number
-  acquireAs(holder: HolderRecord, opts: HoldOpts, mode: 'wait' | 'try', pause?: { onPaused: () => void; until: Promise<void> }): Promise<Lease | null>
-  /** From now on the store's witness proves this pid gone. */
+  acquireAs(
+    holder: HolderRecord,
+    opts: HoldOpts & { signal?: AbortSignal },
+    mode: 'wait' | 'try',
+    pause?: { onPaused: () => void; until: Promise<void> },
+    hooks?: AcquireHooks,
+  ): Promise<Lease | null>
+  /** From now on the store's witness proves this pid gone, and its store never answers again. */
   kill(pid: number): void
   self(): HolderRecord
 }
@@ -129,7 +178,7 @@ class LocalHolder implements Holder {
   private reply(lease: Lease | null): Msg {
     if (lease === null) return { ev: 'null' }
     this.leases.push(lease)
-    return { ev: 'acquired', i: this.leases.length - 1, t: hr(), slot: lease.slot, fence: lease.fence, token: lease.token, pid: this.pid }
+    return { ev: 'acquired', i: this.leases.length - 1, t: hr(), slot: lease.slot, fence: lease.fence, token: lease.token, pid: this.pid, weight: lease.weight, recovered: lease.recovered }
   }
 
   private alive(): void {
@@ -144,6 +193,44 @@ class LocalHolder implements Holder {
       const e = err as { code?: string; name?: string; message?: string }
       return { ev: 'error', code: e.code ?? null, name: e.name, message: e.message }
     }
+  }
+
+  enqueue(opts: HoldOpts, q: QueueOpts): Pending {
+    this.alive()
+    const log = (what: string): void => {
+      if (q.log) fs.appendFileSync(q.log, `${what} ${q.tag}\n`)
+    }
+    const ac = new AbortController()
+    let onQueued!: () => void
+    let notQueued!: (err: Error) => void
+    const queued = new Promise<void>((res, rej) => {
+      onQueued = res
+      notQueued = rej
+    })
+    let first = true
+    const onBusy = (): void => {
+      if (!first) return
+      first = false
+      log('arrived')
+      onQueued()
+    }
+    const result = this.world
+      .acquireAs(this.identity(), { ...opts, signal: ac.signal }, 'wait', undefined, { onBusy })
+      .then(
+        async (lease) => {
+          if (lease !== null) log('granted')
+          const m = this.reply(lease)
+          if (lease !== null && q.releaseAtOnce === true) await lease.release()
+          return m
+        },
+        (err: { code?: string; name?: string; message?: string }): Msg => ({ ev: 'error', code: err.code ?? null, name: err.name, message: err.message }),
+      )
+      .then((m) => {
+        notQueued(new Error(`acquire of ${q.tag} ended before it waited: ${JSON.stringify(m)}`))
+        return m
+      })
+    queued.catch(() => {})
+    return { queued, result, abort: () => ac.abort(new Error('aborted by the test')) }
   }
 
   async acquirePaused(opts: HoldOpts): Promise<PausedClaim> {

@@ -1,19 +1,23 @@
-// One conformance suite for every lease store (STYLE §2.3): the invariants S1–S10 of
+// One conformance suite for every lease store (STYLE §2.3): the invariants S1–S12 of
 // lib/lease/store.ts, driven through the public API and the engine over a caller-supplied store.
 // describeStore(target) runs it for one store configuration; each target file is one line.
 // Every safety check has a faulty twin: the same check run against target.faulty(...) must fail,
 // proving it can. Optional abilities keep their place: a store without one is checked to lack it,
 // with the reason in the test's title. Holders are real processes for stores shared across
 // processes (agents open the store from its JSON spec), simulated ones for the in-memory store.
+// Order checks never rest on timing: a waiter is known to have arrived once it has answered busy
+// (its place taken) and says so, and only then does the next one start.
+import * as fs from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { LeaseError, acquireLease, inspectLeases, listLeaseKeys, reclaimLeases, tryAcquireLease, withLease } from '../../lib/index.js'
+import { LeaseError, acquireLease, inspectLeases, listLeaseKeys, pruneLeaseKeys, reclaimLeases, tryAcquireLease, withLease } from '../../lib/index.js'
 import { type Lease, acquireWith, leaseInternals, selfHolder } from '../../lib/lease/engine.js'
 import { type LeaseOptions, normalizeOptions } from '../../lib/lease/options.js'
 import type { LeaseStore, LostReason } from '../../lib/lease/store.js'
 import { hostIdentity } from '../../lib/probes.js'
-import { type Interval, JsonChild, type Msg, cleanup, leaseLib, peakConcurrency, removeLeaseLib, testSignal } from '../helpers/lease.js'
-import type { Holder } from './holders.js'
-import type { Fault, Peek, StoreTarget } from './target.js'
+import { type Interval, JsonChild, type Msg, cleanup, freshRoot, leaseLib, peakConcurrency, removeLeaseLib, testSignal, until } from '../helpers/lease.js'
+import type { Holder, Pending } from './holders.js'
+import type { Fault, OptionalFault, Peek, StoreTarget } from './target.js'
 
 const LOST_REASONS: readonly LostReason[] = ['expired', 'connection_lost', 'lost']
 
@@ -95,27 +99,31 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
    * Contenders cycling acquire -> hold -> release, each logging its hold inside the real one (after
    * acquire returned, before release was called) on CLOCK_MONOTONIC, comparable across processes.
    */
-  async function contend(spec: S, o: { procs: number; limit: number; cycles: number; holdMs: number }): Promise<Run> {
+  async function contend(spec: S, o: { procs: number; limit: number; cycles: number; holdMs: number; weights?: number[] }): Promise<Run> {
     const key = 'peak'
     const run: Run = { intervals: [], busy: 0, lost: 0, fences: [] }
+    // Contender n holds weight weights[n mod length] (1 without weights).
+    const weightOf = (n: number): number => (o.weights ? (o.weights[n % o.weights.length] as number) : 1)
     if (target.crossProcess) {
       const lib = await leaseLib()
-      const cfg = { spec, key, limit: o.limit, cycles: o.cycles, holdMs: o.holdMs }
-      const kids = Array.from({ length: o.procs }, () => new JsonChild('contender.mjs', [lib, JSON.stringify(cfg)]))
+      const cfg = (n: number) => ({ spec, key, limit: o.limit, cycles: o.cycles, holdMs: o.holdMs, weight: weightOf(n) })
+      const kids = Array.from({ length: o.procs }, (_, n) => new JsonChild('contender.mjs', [lib, JSON.stringify(cfg(n))]))
       await Promise.all(kids.map((k) => k.expect('ready')))
       for (const k of kids) k.send('go')
       await Promise.all(
         kids.map(async (k, n) => {
-          let open: { t: bigint; asked: bigint; fence: number } | null = null
+          let open: { t: bigint; asked: bigint; fence: number; weight: number } | null = null
           for (;;) {
             const m = await k.next()
             if (m.ev === 'acq') {
               expect(open).toBeNull()
-              open = { t: BigInt(m.t as string), asked: BigInt(m.asked as string), fence: m.fence as number }
+              // Summed with the weight asked for (what the holder uses), which the lease must report.
+              expect(m.weight).toBe(weightOf(n))
+              open = { t: BigInt(m.t as string), asked: BigInt(m.asked as string), fence: m.fence as number, weight: weightOf(n) }
               run.fences.push(m.fence as number)
             } else if (m.ev === 'rel') {
               if (open === null) throw new Error('release logged without an acquire')
-              run.intervals.push({ who: `p${n}`, start: open.t, end: BigInt(m.t as string), fence: open.fence, asked: open.asked, done: BigInt(m.done as string) })
+              run.intervals.push({ who: `p${n}`, start: open.t, end: BigInt(m.t as string), fence: open.fence, weight: open.weight, asked: open.asked, done: BigInt(m.done as string) })
               open = null
             } else if (m.ev === 'done') {
               run.busy += m.busy as number
@@ -132,7 +140,7 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
     await Promise.all(
       Array.from({ length: o.procs }, async (_, n) => {
         const store = open(spec)
-        const opts = normalizeOptions({ key, limit: o.limit, store, waitMs: 30_000 })
+        const opts = normalizeOptions({ key, limit: o.limit, store, waitMs: 30_000, weight: weightOf(n) })
         for (let i = 0; i < o.cycles; i++) {
           const asked = process.hrtime.bigint()
           const lease = (await acquireWith(store, opts, 'wait', { onBusy: () => run.busy++ })) as Lease
@@ -141,12 +149,18 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
           await new Promise((r) => setTimeout(r, o.holdMs))
           const end = process.hrtime.bigint()
           if (!(await lease.release())) run.lost++
-          run.intervals.push({ who: `c${n}`, start, end, fence: lease.fence, asked, done: process.hrtime.bigint() })
+          expect(lease.weight).toBe(weightOf(n))
+          run.intervals.push({ who: `c${n}`, start, end, fence: lease.fence, weight: weightOf(n), asked, done: process.hrtime.bigint() })
           await new Promise((r) => setImmediate(r))
         }
       }),
     )
     return run
+  }
+
+  /** A faulty twin of an issue-10 rule: run where the store has the fault's seam, else skipped with why. */
+  function twin(fault: OptionalFault, title: string, fn: () => Promise<void>): void {
+    gated(target.optionalFaults.includes(fault), `faulty twin (${fault}): ${title}`, `it has no ${fault} seam`, fn)
   }
 
   describe(`conformance: ${target.name}`, () => {
@@ -617,6 +631,10 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         ['store with an empty lockRoot', { lockRoot: '' }],
         ['store with allowUnsafeFilesystem', { allowUnsafeFilesystem: false }],
         ['misspelled option', { waitMS: 5 }],
+        ['weight 0', { weight: 0 }],
+        ['weight 1.5', { weight: 1.5 }],
+        ['weight above the limit', { weight: 2 }],
+        ["fair 'yes'", { fair: 'yes' }],
       ]
       it.each(bad)('%s -> invalid_argument, before the store is asked', async (_name, over) => {
         const { spec, store } = await setup()
@@ -710,6 +728,404 @@ export function describeStore<S extends object>(target: StoreTarget<S>): void {
         await h.exit()
         expect((await target.peek(spec, 'exit-a')).holds).toBe(0)
         expect((await target.peek(spec, 'exit-b')).holds).toBe(0)
+      })
+    })
+
+    describe('S1 weights: the sum of live weights never exceeds the limit (interval sweep)', () => {
+      // Every weight from 1 to the limit, each held by two contenders.
+      const WEIGHTS = [1, 2, 3, 1, 2, 3]
+
+      it('six contenders of weights 1..3 cycling on a limit of 3 never hold more than 3 at once', async () => {
+        const run = await contend(await target.spec(), { procs: 6, limit: 3, cycles: 8, holdMs: 5, weights: WEIGHTS })
+        expect(run.intervals).toHaveLength(6 * 8)
+        expect(peakConcurrency(run.intervals)).toBeLessThanOrEqual(3)
+        expect(run.busy).toBeGreaterThan(0)
+        expect(run.lost).toBe(0)
+        checkFences(run)
+      })
+
+      twin('sumByCount', 'the same sweep catches a store that counts holders, not weights', async () => {
+        // Three holders of any weights fit a count of 3: a weight-3 holder beside any other is too much.
+        let peak = 0
+        for (let attempt = 0; attempt < 3 && peak <= 3; attempt++) {
+          const run = await contend(target.faulty(await target.spec(), 'sumByCount'), { procs: 6, limit: 3, cycles: 6, holdMs: 15, weights: WEIGHTS })
+          peak = peakConcurrency(run.intervals)
+        }
+        expect(peak).toBeGreaterThan(3)
+      })
+
+      it('status reports each holder\'s weight and their sum as used', async () => {
+        const { store, holder } = await setup()
+        const [a, b] = await holders(holder, 2)
+        granted(await a!.acquire({ key: 'weights', limit: 5, weight: 3 }))
+        granted(await b!.acquire({ key: 'weights', limit: 5, weight: 2 }))
+        const st = await inspectLeases({ key: 'weights', store })
+        expect(st).toMatchObject({ active: 2, used: 5, waiting: 0 })
+        expect(st.holders.map((h) => h.weight).sort()).toEqual([2, 3])
+        const err = await leaseError(acquireLease({ key: 'weights', limit: 5, store, waitMs: 0 }))
+        expect(err.capacity).toEqual({ active: 2, used: 5, limit: 5 })
+        expect(await a!.release()).toBe(true)
+        const lease = await acquireLease({ key: 'weights', limit: 5, weight: 3, store })
+        expect(lease.weight).toBe(3)
+        expect(await tryAcquireLease({ key: 'weights', limit: 5, store })).toBeNull()
+        expect(await lease.release()).toBe(true)
+      })
+    })
+
+    describe('S11 order: first come, first served across processes', () => {
+      const KEY = 'fifo'
+
+      /** The waiters' own log: tags in the order they arrived (first busy answer) and were granted. */
+      function readOrder(log: string): { arrived: string[]; granted: string[] } {
+        const lines = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').filter((l) => l !== '') : []
+        const of = (what: string): string[] => lines.filter((l) => l.startsWith(`${what} `)).map((l) => l.slice(what.length + 1))
+        return { arrived: of('arrived'), granted: of('granted') }
+      }
+
+      /**
+       * A holder takes the whole key; waiters start one after another, each only once the one
+       * before has waited (its place taken), so arrival order is known whatever the timing; then
+       * the holder releases and the waiters hand the key on among themselves (each releases once
+       * its grant is logged). Returns the order log and the queue length the store reported.
+       */
+      async function handOffs(fault: Fault | null, n: number): Promise<{ arrived: string[]; granted: string[]; byFence: string[]; waiting: number }> {
+        const base = await target.spec()
+        const spec = fault ? target.faulty(base, fault) : base
+        const make = target.holders(spec)
+        const store = open(spec)
+        const owner = await make()
+        granted(await owner.acquire({ key: KEY, limit: 1 }))
+        const log = join(freshRoot().base, 'order.log')
+        const pending: Pending[] = []
+        for (const [i, w] of (await holders(make, n)).entries()) {
+          const p = w.enqueue({ key: KEY, limit: 1 }, { tag: `w${i}`, log, releaseAtOnce: true })
+          await p.queued
+          pending.push(p)
+        }
+        const { waiting } = await inspectLeases({ key: KEY, store })
+        expect(await owner.release()).toBe(true)
+        const fences = new Map<string, number>()
+        for (const [i, p] of pending.entries()) fences.set(`w${i}`, granted(await p.result).fence)
+        // Fences grow in grant order (S4): a second witness of the order, from the store itself.
+        const byFence = [...fences].sort((a, b) => a[1] - b[1]).map(([tag]) => tag)
+        return { ...readOrder(log), byFence, waiting }
+      }
+
+      const tags = (n: number): string[] => Array.from({ length: n }, (_, i) => `w${i}`)
+
+      it('six waiters in six processes are granted in the order they arrived', async () => {
+        const { arrived, granted: order, byFence, waiting } = await handOffs(null, 6)
+        expect(arrived).toEqual(tags(6))
+        expect(order).toEqual(arrived)
+        expect(byFence).toEqual(arrived)
+        // Each waiter counted once it had a place.
+        expect(waiting).toBe(6)
+      })
+
+      twin('barge', 'the same log catches a store that lets any waiter take a freed slot', async () => {
+        const { arrived, granted: order } = await handOffs('barge', 6)
+        expect(arrived).toEqual(tags(6))
+        expect(order).not.toEqual(arrived)
+      })
+
+      /**
+       * Limit 2, two holders of weight 1. A heavy waiter (weight 2) queues; one holder releases,
+       * so one unit is free: not enough for the head. Then light waiters (weight 1) start, one
+       * after another: each would fit, but the heavy head came first. Returns whether each light
+       * waiter's first attempt was refused (queued) and the grant order once all were served (by
+       * fence: two light holds may overlap, so their log lines need not be in grant order).
+       */
+      async function heavyHead(fault: Fault | null): Promise<{ queued: boolean[]; granted: string[] }> {
+        const base = await target.spec()
+        const spec = fault ? target.faulty(base, fault) : base
+        const make = target.holders(spec)
+        const [h1, h2, heavy, l1, l2] = await holders(make, 5)
+        granted(await h1!.acquire({ key: KEY, limit: 2 }))
+        granted(await h2!.acquire({ key: KEY, limit: 2 }))
+        const log = join(freshRoot().base, 'order.log')
+        const head = heavy!.enqueue({ key: KEY, limit: 2, weight: 2 }, { tag: 'heavy', log, releaseAtOnce: true })
+        await head.queued
+        expect(await h1!.release()).toBe(true)
+        const queued: boolean[] = []
+        const light: Pending[] = []
+        for (const [i, l] of [l1!, l2!].entries()) {
+          const p = l.enqueue({ key: KEY, limit: 2, weight: 1 }, { tag: `light${i}`, log, releaseAtOnce: true })
+          queued.push(await p.queued.then(() => true, () => false))
+          light.push(p)
+        }
+        expect(await h2!.release()).toBe(true)
+        const heavyGrant = granted(await head.result)
+        expect(heavyGrant.weight).toBe(2)
+        const grants: Array<[string, number]> = [['heavy', heavyGrant.fence]]
+        for (const [i, p] of light.entries()) grants.push([`light${i}`, granted(await p.result).fence])
+        expect(readOrder(log).arrived).toEqual(['heavy', ...light.map((_, i) => `light${i}`).filter((_, i) => queued[i])])
+        return { queued, granted: grants.sort((a, b) => a[1] - b[1]).map(([tag]) => tag) }
+      }
+
+      it('a heavy waiter at the head is not overtaken by light ones that would fit', async () => {
+        const { queued, granted: order } = await heavyHead(null)
+        expect(queued).toEqual([true, true])
+        expect(order).toEqual(['heavy', 'light0', 'light1'])
+      })
+
+      twin('barge', 'the same check catches light waiters overtaking the heavy head', async () => {
+        const { queued, granted: order } = await heavyHead('barge')
+        expect(queued).toEqual([false, false])
+        expect(order[0]).not.toBe('heavy')
+      })
+
+      /**
+       * A holder of weight 1 on limit 2; a waiter of weight 2 at the head. One unit is free: may a
+       * try of weight 1 take it? Returns whether it did.
+       */
+      async function tryBesideWaiter(fault: Fault | null): Promise<boolean> {
+        const base = await target.spec()
+        const spec = fault ? target.faulty(base, fault) : base
+        const store = open(spec)
+        const [owner, waiter] = await holders(target.holders(spec), 2)
+        granted(await owner!.acquire({ key: KEY, limit: 2 }))
+        const head = waiter!.enqueue({ key: KEY, limit: 2, weight: 2 }, { tag: 'head' })
+        await head.queued
+        const lease = await tryAcquireLease({ key: KEY, limit: 2, store })
+        const took = lease !== null
+        if (lease !== null) {
+          expect(await lease.release()).toBe(true)
+          return took
+        }
+        expect(await inspectLeases({ key: KEY, store })).toMatchObject({ active: 1, used: 1, waiting: 1 })
+        // A first attempt of a waiting acquire does not jump the queue either.
+        expect((await leaseError(acquireLease({ key: KEY, limit: 2, store, waitMs: 0 }))).code).toBe('lease_busy')
+        // fair: false ignores the queue (and takes no place in it).
+        const barger = await tryAcquireLease({ key: KEY, limit: 2, store, fair: false })
+        expect(barger).not.toBeNull()
+        expect(await inspectLeases({ key: KEY, store })).toMatchObject({ used: 2, waiting: 1 })
+        expect(await barger!.release()).toBe(true)
+        expect(await owner!.release()).toBe(true)
+        expect(granted(await head.result).weight).toBe(2)
+        return took
+      }
+
+      it('tryAcquireLease returns null while a live waiter waits, even with a slot free that would fit', async () => {
+        expect(await tryBesideWaiter(null)).toBe(false)
+      })
+
+      twin('barge', 'the same check catches a try that jumps the queue', async () => {
+        expect(await tryBesideWaiter('barge')).toBe(true)
+      })
+
+      /**
+       * A holder on limit 1, two waiters queued; the first dies (SIGKILL) or aborts. Returns the
+       * queue length the store reports then and, when only the live waiter is left, what that
+       * waiter gets once the holder releases.
+       */
+      async function waiterGone(how: 'kill' | 'abort', fault: Fault | null): Promise<{ waiting: number; behind: Msg | null }> {
+        const base = await target.spec()
+        const spec = fault ? target.faulty(base, fault) : base
+        const store = open(spec)
+        const [owner, first, second] = await holders(target.holders(spec), 3)
+        granted(await owner!.acquire({ key: KEY, limit: 1 }))
+        const p1 = first!.enqueue({ key: KEY, limit: 1 }, { tag: 'first' })
+        await p1.queued
+        const p2 = second!.enqueue({ key: KEY, limit: 1 }, { tag: 'second' })
+        await p2.queued
+        expect((await inspectLeases({ key: KEY, store })).waiting).toBe(2)
+        if (how === 'kill') {
+          await first!.kill()
+        } else {
+          p1.abort()
+          // The reply comes after the acquire gave its place up.
+          expect(await p1.result).toMatchObject({ ev: 'error', code: 'aborted' })
+        }
+        const { waiting } = await inspectLeases({ key: KEY, store })
+        if (waiting !== 1) return { waiting, behind: null }
+        expect(await owner!.release()).toBe(true)
+        const behind = await p2.result
+        expect(await second!.release()).toBe(true)
+        return { waiting, behind }
+      }
+
+      it('a SIGKILLed waiter leaves the queue at once: the waiter behind it is granted', async () => {
+        const { waiting, behind } = await waiterGone('kill', null)
+        expect(waiting).toBe(1)
+        expect(behind).toMatchObject({ ev: 'acquired' })
+      })
+
+      twin('deadPlacesCount', 'the same check catches a dead waiter\'s place that keeps counting', async () => {
+        expect((await waiterGone('kill', 'deadPlacesCount')).waiting).toBe(2)
+      })
+
+      it('an aborted waiter leaves the queue at once: the waiter behind it is granted', async () => {
+        const { waiting, behind } = await waiterGone('abort', null)
+        expect(waiting).toBe(1)
+        expect(behind).toMatchObject({ ev: 'acquired' })
+      })
+
+      twin('leaveIgnored', 'the same check catches a place kept after its waiter gave up', async () => {
+        expect((await waiterGone('abort', 'leaveIgnored')).waiting).toBe(2)
+      })
+    })
+
+    describe('S12 takeover notice: exactly one later holder learns of a crashed one', () => {
+      const KEY = 'notice'
+
+      /**
+       * A holder that released normally, then one that crashed (SIGKILL) while holding; four
+       * claimers race for the key (each releasing once granted) beside a reclaim sweep. Returns
+       * every grant after the crash, and the crashed holder's grant.
+       */
+      async function raceAfterCrash(fault: Fault | null): Promise<{ grants: Msg[]; dead: { pid: number; fence: number; slot: number } }> {
+        const base = await target.spec()
+        const spec = fault ? target.faulty(base, fault) : base
+        const store = open(spec)
+        const make = target.holders(spec)
+        const [calm, doomed] = await holders(make, 2)
+        granted(await calm!.acquire({ key: KEY, limit: 2 }))
+        const gd = granted(await doomed!.acquire({ key: KEY, limit: 2, metadata: { job: 'doomed' } }))
+        expect(await calm!.release()).toBe(true)
+        // A normal release leaves no notice.
+        const first = await acquireLease({ key: KEY, limit: 2, store })
+        expect(first.recovered).toBeNull()
+        expect(await first.release()).toBe(true)
+        const dead = { pid: doomed!.pid, fence: gd.fence, slot: gd.slot }
+        await doomed!.kill()
+        const racers = await holders(make, 4)
+        const [grants]: [Msg[], unknown] = await Promise.all([
+          Promise.all(
+            racers.map(async (r) => {
+              const g = granted(await r.acquire({ key: KEY, limit: 2, waitMs: 60_000 }))
+              expect(await r.release()).toBe(true)
+              return g
+            }),
+          ),
+          reclaimLeases({ key: KEY, store }),
+        ])
+        const last = await acquireLease({ key: KEY, limit: 2, store })
+        grants.push({ ev: 'acquired', slot: last.slot, fence: last.fence, recovered: last.recovered })
+        expect(await last.release()).toBe(true)
+        return { grants, dead }
+      }
+
+      const noticed = (grants: Msg[]): Msg[] => grants.filter((g) => g.recovered !== null)
+
+      it('a crashed holder is announced to exactly one of the grants that race after it (a sweep racing too)', async () => {
+        const { grants, dead } = await raceAfterCrash(null)
+        expect(grants).toHaveLength(5)
+        const told = noticed(grants)
+        expect(told).toHaveLength(1)
+        expect(told[0]!.recovered).toMatchObject({ ...dead, weight: 1, metadata: { job: 'doomed' } })
+        expect(typeof (told[0]!.recovered as { acquiredAt: unknown }).acquiredAt).toBe('string')
+      })
+
+      twin('noticeTwice', 'the same check catches a notice handed to more than one holder', async () => {
+        expect(noticed((await raceAfterCrash('noticeTwice')).grants).length).toBeGreaterThan(1)
+      })
+
+      /** A holder crashes; a sweep (not a claim) reclaims it. What does the next grant learn? */
+      async function afterSweep(fault: Fault | null): Promise<{ recovered: unknown; dead: { pid: number; fence: number } }> {
+        const base = await target.spec()
+        const spec = fault ? target.faulty(base, fault) : base
+        const store = open(spec)
+        const doomed = await target.holders(spec)()
+        const gd = granted(await doomed.acquire({ key: KEY, limit: 1 }))
+        await doomed.kill()
+        expect((await reclaimLeases({ key: KEY, store })).reclaimed).toEqual([{ slot: gd.slot }])
+        expect((await target.peek(spec, KEY)).holds).toBe(0)
+        const lease = await acquireLease({ key: KEY, limit: 1, store })
+        const { recovered } = lease
+        expect(await lease.release()).toBe(true)
+        return { recovered, dead: { pid: doomed.pid, fence: gd.fence } }
+      }
+
+      it('the notice of a holder reclaimed by a sweep waits for the next grant', async () => {
+        const { recovered, dead } = await afterSweep(null)
+        expect(recovered).toMatchObject(dead)
+      })
+
+      twin('sweepDropsNotice', 'the same check catches a sweep that drops the notice', async () => {
+        expect((await afterSweep('sweepDropsNotice')).recovered).toBeNull()
+      })
+    })
+
+    describe('S7 lease.signal when the whole store is wiped', () => {
+      /** The store's storage is wiped behind a holder's back; resolves once its signal fired. */
+      async function signalOnWipe(fault: Fault | null): Promise<{ lease: Lease; store: LeaseStore }> {
+        const base = await target.spec()
+        const store = open(fault ? target.faulty(base, fault) : base)
+        const lease = await acquireLease({ key: 'wiped', limit: 1, store })
+        expect(lease.signal.aborted).toBe(false)
+        await target.wipe!(base)
+        if (caps.heldSeesEviction) expect(lease.held()).toBe(false)
+        // Without the holder calling anything: the signal is how it learns to stop.
+        await until('the lost-hold signal', () => lease.signal.aborted, 10_000)
+        return { lease, store }
+      }
+
+      gated(target.wipe !== undefined, 'lease.signal aborts (lost) when the storage is wiped; later fences still grow', 'its storage cannot be wiped from under it', async () => {
+        const { lease, store } = await signalOnWipe(null)
+        expect(lease.signal.reason).toBe('lost')
+        expect(lease.held()).toBe(false)
+        expect(await lease.release()).toBe(false)
+        const again = await acquireLease({ key: 'wiped', limit: 1, store })
+        expect(again.fence).toBeGreaterThan(lease.fence)
+        expect(await again.release()).toBe(true)
+      })
+
+      twin('quietLoss', 'the same check catches a lost hold whose signal never fires', async () => {
+        await expect(signalOnWipe('quietLoss')).rejects.toThrow(/timed out waiting for the lost-hold signal/)
+      })
+    })
+
+    describe('prune: idle keys go away, busy keys stay, fences never go back', () => {
+      /**
+       * Key `idle` is used and released; `held` has a holder; `waited` a holder and a waiter.
+       * Prunes with a long idle time, then a dry run and a real run with idle time 0; then uses
+       * `idle` again. Returns the reports and the fences of `idle` before and after.
+       */
+      async function pruneRound(fault: Fault | null) {
+        const base = await target.spec()
+        const spec = fault ? target.faulty(base, fault) : base
+        const store = open(spec)
+        const make = target.holders(spec)
+        const before = await acquireLease({ key: 'idle', limit: 1, store })
+        expect(await before.release()).toBe(true)
+        const [h, w1, w2] = await holders(make, 3)
+        granted(await h!.acquire({ key: 'held', limit: 1 }))
+        granted(await w1!.acquire({ key: 'waited', limit: 1 }))
+        const waiter = w2!.enqueue({ key: 'waited', limit: 1 }, { tag: 'waiter' })
+        await waiter.queued
+        const recent = await pruneLeaseKeys({ store, idleMs: 3_600_000 })
+        const dry = await pruneLeaseKeys({ store, idleMs: 0, dryRun: true })
+        const keysAfterDry = caps.listKeys ? await listLeaseKeys({ store }) : null
+        const real = await pruneLeaseKeys({ store, idleMs: 0 })
+        const keysAfter = caps.listKeys ? await listLeaseKeys({ store }) : null
+        const idleHolds = (await target.peek(spec, 'idle')).holds
+        const after = await acquireLease({ key: 'idle', limit: 1, store })
+        expect(await after.release()).toBe(true)
+        return { recent, dry, keysAfterDry, real, keysAfter, idleHolds, fences: [before.fence, after.fence] as const, release: () => w1!.release(), waiter }
+      }
+
+      gated(caps.prune, 'removes only the idle key (a dry run only reports); held and waited-on keys stay; fences of the pruned key go on', 'it cannot prune', async () => {
+        const r = await pruneRound(null)
+        expect(r.recent).toEqual({ dryRun: false, removed: [], kept: 3 })
+        expect(r.dry).toEqual({ dryRun: true, removed: ['idle'], kept: 2 })
+        if (r.keysAfterDry) expect(r.keysAfterDry.sort()).toEqual(['held', 'idle', 'waited'])
+        expect(r.real).toEqual({ dryRun: false, removed: ['idle'], kept: 2 })
+        if (r.keysAfter) expect(r.keysAfter.sort()).toEqual(['held', 'waited'])
+        expect(r.idleHolds).toBe(0)
+        expect(r.fences[1]).toBeGreaterThan(r.fences[0])
+        // The waiter of the kept key is still in line.
+        expect(await r.release()).toBe(true)
+        expect(await r.waiter.result).toMatchObject({ ev: 'acquired' })
+      })
+
+      twin('pruneResetsFence', 'the same check catches fences that go back after a prune', async () => {
+        const r = await pruneRound('pruneResetsFence')
+        expect(r.fences[1]).toBeLessThanOrEqual(r.fences[0])
+      })
+
+      twin('pruneBusy', 'the same check catches a prune that removes held and waited-on keys', async () => {
+        const r = await pruneRound('pruneBusy')
+        expect(r.real.removed.sort()).toEqual(['held', 'idle', 'waited'])
       })
     })
 

@@ -17,9 +17,30 @@ export type Fault =
   | 'countByIndex'
   /** Release removes whatever holds the slot, not only its own hold (optional: see optionalFaults). */
   | 'releaseIgnoresToken'
+  /** Grants whatever fits, ignoring the queue: later waiters and tries overtake earlier ones (S11). */
+  | 'barge'
+  /** Counts holders, not their weights, against the limit (S1 with weights). */
+  | 'sumByCount'
+  /** A grant reads the takeover notice without taking it: more than one holder learns of a crash (S12). */
+  | 'noticeTwice'
+  /** A sweep (reclaimLeases, status) reclaims a crashed holder without leaving its notice (S12). */
+  | 'sweepDropsNotice'
+  /** A place keeps counting after its waiter is proven gone: a dead waiter blocks those behind it (S11). */
+  | 'deadPlacesCount'
+  /** `leave` keeps the place: an aborted waiter blocks those behind it (S11). */
+  | 'leaveIgnored'
+  /** A hold lost behind its holder's back never aborts its signal (S7). */
+  | 'quietLoss'
+  /** Prune forgets the key's fences: they go back after a key is pruned (S4). */
+  | 'pruneResetsFence'
+  /** Prune removes keys that are held or waited on. */
+  | 'pruneBusy'
 
-/** Faults a store may lack a seam for; every store offers the others. */
-export type OptionalFault = Extract<Fault, 'releaseIgnoresToken'>
+/**
+ * Faults a store may lack a seam for; every store offers the others. The issue-10 faults are
+ * optional until each store grows its seams: their twins are then skipped with the reason.
+ */
+export type OptionalFault = Exclude<Fault, 'overAdmit' | 'reclaimOnSuspicion' | 'noGate' | 'countByIndex'>
 
 /** What is in storage for a key, read directly (no engine, no judgement). */
 export interface Peek {
@@ -48,6 +69,8 @@ export interface Capabilities {
   heldSeesEviction: boolean
   /** Holds record the limit their holder asked for (inspection then reports the largest). */
   recordsLimit: boolean
+  /** `store.prune` exists (pruneLeaseKeys). */
+  prune: boolean
 }
 
 export interface StoreTarget<S extends object> {
@@ -60,6 +83,11 @@ export interface StoreTarget<S extends object> {
   peek(spec: S, key: string): Promise<Peek>
   /** Removes the hold in `slot` behind its holder's back (an operator, a cleaner, an expiry). */
   evict(spec: S, key: string, slot: number): Promise<void>
+  /**
+   * Removes all of the store's storage behind every holder's back (an operator's `rm -rf` of the
+   * lock root); absent where no such thing can happen to the store.
+   */
+  wipe?(spec: S): Promise<void>
   /** The same store, broken in one rule (an optional fault only when listed in optionalFaults). */
   faulty(spec: S, fault: Fault): S
   /** The optional faults this store has a seam for; their twins are skipped, with the reason, otherwise. */

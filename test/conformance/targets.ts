@@ -16,13 +16,30 @@ import { hostIdentity } from '../../lib/probes.js'
 import { freshRoot } from '../helpers/lease.js'
 import { localHolders, processHolders } from './holders.js'
 import { type Liveness, type MemoryFaults, MemoryStore, MemoryWorld } from './memory-store.js'
-import type { Fault, Peek, StoreTarget } from './target.js'
+import type { Fault, OptionalFault, Peek, StoreTarget } from './target.js'
 
 const SLOT_FILE = /^slot-(\d+)$/
 
 function faultsFor(fault: Fault): MemoryFaults {
   return fault === 'overAdmit' ? { overAdmit: 1 } : { [fault]: true }
 }
+
+/** Every optional fault: the reference store has a seam for each. */
+const ALL_OPTIONAL: readonly OptionalFault[] = [
+  'releaseIgnoresToken',
+  'barge',
+  'sumByCount',
+  'noticeTwice',
+  'sweepDropsNotice',
+  'deadPlacesCount',
+  'leaveIgnored',
+  'quietLoss',
+  'pruneResetsFence',
+  'pruneBusy',
+]
+
+/** The faults the file store's spec can carry (lib/internal.ts SpecFaults). */
+const FILE_FAULTS: readonly Fault[] = ['overAdmit', 'reclaimOnSuspicion', 'noGate', 'countByIndex']
 
 /** The file store; `kernelWitness: false` judges by identity alone. */
 export function fileTarget(opts: { kernelWitness: boolean }): StoreTarget<FileStoreSpec> {
@@ -53,9 +70,12 @@ export function fileTarget(opts: { kernelWitness: boolean }): StoreTarget<FileSt
     async evict(spec, key, slot) {
       fs.unlinkSync(join(spec.root, keyDirName(key), `slot-${slot}`))
     },
+    async wipe(spec) {
+      fs.rmSync(spec.root, { recursive: true, force: true })
+    },
     faulty(spec, fault) {
-      if (fault === 'releaseIgnoresToken') throw new Error('the file store has no releaseIgnoresToken seam')
-      return { ...spec, faults: faultsFor(fault) }
+      if (!FILE_FAULTS.includes(fault)) throw new Error(`the file store has no ${fault} seam`)
+      return { ...spec, faults: faultsFor(fault) as FileStoreSpec['faults'] }
     },
     optionalFaults: [],
     crossProcess: true,
@@ -65,7 +85,7 @@ export function fileTarget(opts: { kernelWitness: boolean }): StoreTarget<FileSt
     unverifiableHolder: { pidNamespace: 'pid:[proclease-conformance-elsewhere]' },
     outage: { none: 'a local directory has no outage to switch on' },
     secrets: (spec, key) => [spec.root, keyDirName(key), keyDirName(key).slice(-32)],
-    capabilities: { releaseSync: true, handOff: true, listKeys: true, pauseMidClaim: true, stoppedHolderKept: true, heldSeesEviction: true, recordsLimit: true },
+    capabilities: { releaseSync: true, handOff: true, listKeys: true, pauseMidClaim: true, stoppedHolderKept: true, heldSeesEviction: true, recordsLimit: true, prune: true },
   }
 }
 
@@ -112,8 +132,11 @@ export const memoryTarget: StoreTarget<MemorySpec> = {
   async evict(spec, key, slot) {
     entry(spec).world.evict(key, slot)
   },
+  async wipe(spec) {
+    entry(spec).world.wipe()
+  },
   faulty: (spec, fault) => ({ ...spec, faults: faultsFor(fault) }),
-  optionalFaults: ['releaseIgnoresToken'],
+  optionalFaults: ALL_OPTIONAL,
   crossProcess: false,
   holders(spec) {
     const e = entry(spec)
@@ -122,9 +145,11 @@ export const memoryTarget: StoreTarget<MemorySpec> = {
       self: selfHolder,
       kill(pid) {
         e.dead.add(pid)
+        // The dead make no further calls: its store never answers again (a waiter's loop stops).
+        e.stores.get(pid)?.crash()
         e.world.changed()
       },
-      async acquireAs(holder, opts, mode, pause) {
+      async acquireAs(holder, opts, mode, pause, hooks = {}) {
         let store = e.stores.get(holder.pid)
         if (pause) {
           store = new MemoryStore(e.world, spec.faults, {
@@ -137,7 +162,7 @@ export const memoryTarget: StoreTarget<MemorySpec> = {
           store = new MemoryStore(e.world, spec.faults)
           e.stores.set(holder.pid, store)
         }
-        return acquireWith(store, normalizeOptions({ ...opts, store }), mode, { holder: () => holder })
+        return acquireWith(store, normalizeOptions({ ...opts, store }), mode, { ...hooks, holder: () => holder })
       },
     })
   },
@@ -153,7 +178,7 @@ export const memoryTarget: StoreTarget<MemorySpec> = {
     },
   },
   secrets: () => [],
-  capabilities: { releaseSync: true, handOff: false, listKeys: true, pauseMidClaim: true, stoppedHolderKept: true, heldSeesEviction: true, recordsLimit: true },
+  capabilities: { releaseSync: true, handOff: false, listKeys: true, pauseMidClaim: true, stoppedHolderKept: true, heldSeesEviction: true, recordsLimit: true, prune: true },
 }
 
 /**
@@ -162,7 +187,7 @@ export const memoryTarget: StoreTarget<MemorySpec> = {
  * transaction-mode pooler). TTL 2 s keeps the expiry paths short.
  */
 export function postgresTarget(opts: { witness: 'session' | 'none' }): StoreTarget<PostgresStoreSpec> {
-  const FAULTS: Record<Fault, ClaimFault> = {
+  const FAULTS: Partial<Record<Fault, ClaimFault>> = {
     overAdmit: 'overAdmit',
     reclaimOnSuspicion: 'reclaimOnSuspicion',
     noGate: 'noGate',
@@ -196,7 +221,11 @@ export function postgresTarget(opts: { witness: 'session' | 'none' }): StoreTarg
     async evict(spec, key, slot) {
       await withClient((c) => c.query(`DELETE FROM "${spec.schema}".holds WHERE key = $1 AND slot = $2`, [key, slot]))
     },
-    faulty: (spec, fault) => ({ ...spec, faults: [FAULTS[fault]] }),
+    faulty(spec, fault) {
+      const f = FAULTS[fault]
+      if (f === undefined) throw new Error(`the PostgreSQL store has no ${fault} seam`)
+      return { ...spec, faults: [f] }
+    },
     optionalFaults: ['releaseIgnoresToken'],
     crossProcess: true,
     holders: (spec) => processHolders(spec),
@@ -205,6 +234,6 @@ export function postgresTarget(opts: { witness: 'session' | 'none' }): StoreTarg
     unverifiableHolder: opts.witness === 'session' ? null : {},
     outage: { none: 'the shared test server cannot be stopped here; test/lease/postgres/pause.test.ts shows store_unavailable on a server of its own' },
     secrets: (spec) => [spec.schema, spec.connectionString],
-    capabilities: { releaseSync: false, handOff: false, listKeys: true, pauseMidClaim: false, stoppedHolderKept: false, heldSeesEviction: false, recordsLimit: false },
+    capabilities: { releaseSync: false, handOff: false, listKeys: true, pauseMidClaim: false, stoppedHolderKept: false, heldSeesEviction: false, recordsLimit: false, prune: false },
   }
 }

@@ -288,18 +288,22 @@ export interface Interval {
   who: string
   start: bigint
   end: bigint
+  /** Share of the limit the hold took (1 when absent). */
+  weight?: number
 }
 
 /**
- * Most intervals open at once. Logged intervals lie inside the real holds (logged after acquire
- * returned, before release was called), so an overlap here is a real overlap; at equal times an
- * end sorts before a start (no overlap claimed without proof).
+ * Most weight held at once (unweighted intervals count 1: most intervals open at once). Logged
+ * intervals lie inside the real holds (logged after acquire returned, before release was called),
+ * so an overlap here is a real overlap; at equal times an end sorts before a start (no overlap
+ * claimed without proof).
  */
 export function peakConcurrency(intervals: Interval[]): number {
   const events: Array<[bigint, number]> = []
   for (const iv of intervals) {
     if (iv.end < iv.start) throw new Error(`interval of ${iv.who} ends before it starts`)
-    events.push([iv.start, +1], [iv.end, -1])
+    const w = iv.weight ?? 1
+    events.push([iv.start, +w], [iv.end, -w])
   }
   events.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]))
   let cur = 0
