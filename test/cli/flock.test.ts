@@ -41,7 +41,7 @@ describe('-c', () => {
   })
 
   it('holds the slot while the shell command runs', async () => {
-    const p = cli(['run', '--key', 'c2', '--root', root, '-c', 'echo started; read line'])
+    const p = cli(['run', '--key', 'c2', '--root', root, '-c', 'echo started; read line || :'])
     expect(await p.nextLine()).toBe('started')
     expect(await statusKey('c2')).toMatchObject({ active: 1 })
     expect(await tryAcquireLease({ key: 'c2', limit: 1, lockRoot: root })).toBeNull()
@@ -53,7 +53,7 @@ describe('-c', () => {
 
 describe('--fd N', () => {
   it('gives the command the slot’s lock as fd N instead of 3', async () => {
-    const p = cli(['run', '--key', 'fd5', '--root', root, '--fd', '5', '-c', 'readlink /proc/$$/fd/5; test -e /proc/$$/fd/3 || echo "no fd 3"; read line'])
+    const p = cli(['run', '--key', 'fd5', '--root', root, '--fd', '5', '-c', 'readlink /proc/$$/fd/5; test -e /proc/$$/fd/3 || echo "no fd 3"; read line || :'])
     const target = await p.nextLine()
     expect(await p.nextLine()).toBe('no fd 3')
     // fd 5 names the slot's record file, in a key directory under the root.
@@ -86,7 +86,7 @@ describe('--fd N', () => {
 
 describe('--no-inherit', () => {
   it('passes no descriptor; the wrapper is the recorded holder while the command runs', async () => {
-    const p = cli(['run', '--key', 'ni', '--root', root, '--no-inherit', '-c', `${SLOT_FDS}; read line`])
+    const p = cli(['run', '--key', 'ni', '--root', root, '--no-inherit', '-c', `${SLOT_FDS}; read line || :`])
     expect(await p.nextLine()).toBe('slot fds: 0')
     const st = await statusKey('ni', true)
     expect(st).toMatchObject({ active: 1, holders: [{ slot: 0, state: 'alive', pid: p.pid }] })

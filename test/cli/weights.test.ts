@@ -21,7 +21,7 @@ async function hold(key: string, limit: number, weight: number): Promise<Lease> 
 
 describe('run --weight', () => {
   it('takes N of the limit: what does not fit is busy, what fits runs beside it', async () => {
-    const p = cli(['run', '--key', 'gpu', '--limit', '4', '--weight', '3', '--root', root, '-c', 'echo started; read line'])
+    const p = cli(['run', '--key', 'gpu', '--limit', '4', '--weight', '3', '--root', root, '-c', 'echo started; read line || :'])
     expect(await p.nextLine()).toBe('started')
     const busy = await runCli(['run', '--key', 'gpu', '--limit', '4', '--weight', '2', '--wait', '0', '--root', root, '--', 'true'])
     expect(busy.code, busy.stderr).toBe(75)
