@@ -23,9 +23,10 @@ Options:
   --help, -h      help (also: proclease <command> --help)
   --version, -V   print the version
 
-Across hosts: run, status, reclaim and prune take --store postgres://... (default:
-$PROCLEASE_STORE) to keep holds in a PostgreSQL database instead of a lock
-root on this host; there, run's wrapper stays the holder (see run --help).
+Across hosts: run, status, reclaim and prune take --store postgres://...
+(default: $PROCLEASE_STORE) to keep holds in a PostgreSQL database instead of
+a lock root on this host; there, run's wrapper stays the holder (see run
+--help).
 
 Examples:
   proclease run --key deploy -- ./deploy.sh

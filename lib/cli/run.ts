@@ -47,8 +47,9 @@ import { Progress } from './progress.js'
 import { type OnLost, runHeld } from './run-held.js'
 import { STORE_OPTIONS, type StoreChoice, chooseStore, describeStore, storeHelp, withStore } from './store.js'
 
-export const RUN_HELP = `Usage: proclease run --key K [--limit N] [--weight N] [--no-fair] [--wait SECONDS]
-                     [--root DIR] [--fd N | --no-inherit [--on-lost kill|warn]]
+export const RUN_HELP = `Usage: proclease run --key K [--limit N] [--weight N] [--no-fair]
+                     [--wait SECONDS] [--root DIR]
+                     [--fd N | --no-inherit [--on-lost kill|warn]]
                      [--busy-exit CODE] [--quiet | --verbose]
                      (-- CMD [ARGS...] | -c 'SHELL COMMAND')
        proclease run --key K [--limit N] [--wait SECONDS] --store URL
@@ -133,9 +134,9 @@ is not sent again.
 Examples:
   proclease run --key deploy -- ./deploy.sh
   proclease run --key gpu --limit 2 -- python train.py --epochs 3
-  proclease run --key gpu --limit 4 -c 'CUDA_VISIBLE_DEVICES=$PROCLEASE_SLOT python train.py'
-  proclease run --key db --limit 8 --weight 8 -- ./migrate.sh   # exclusive
-  proclease run --key build --no-inherit -- make -j4            # no daemon keeps the slot
+  proclease run --key gpu --limit 4 -c 'CUDA_VISIBLE_DEVICES=$PROCLEASE_SLOT ./train'
+  proclease run --key db --limit 8 --weight 8 -- ./migrate.sh     # exclusive
+  proclease run --key build --no-inherit -- make -j4    # daemons never hold it
   proclease run --key nightly --wait 0 --busy-exit 0 -- ./nightly.sh   # skip if running
   proclease run --key api --limit 4 --wait 30 -- curl -fsS https://example.com/job
   PROCLEASE_STORE=postgres://app@db.internal/ops proclease run --key deploy -- ./deploy.sh
