@@ -196,6 +196,17 @@ export function parseLimit(text: string | undefined, command: string): number {
   return Number(text)
 }
 
+/** `--weight`: a whole number from 1 to the limit (default 1); the share of the limit a hold takes. */
+export function parseWeight(text: string | undefined, limit: number, command: string): number {
+  if (text === undefined) return 1
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) < 1) {
+    throw new UsageError(`--weight must be a whole number >= 1, got ${JSON.stringify(text)}`, command)
+  }
+  const weight = Number(text)
+  if (weight > limit) throw new UsageError(`--weight ${weight} is above --limit ${limit}: such a hold could never be granted`, command)
+  return weight
+}
+
 /** Seconds (decimals allowed) to milliseconds; undefined means wait forever. */
 export function parseWaitSeconds(text: string | undefined, command: string): number | undefined {
   if (text === undefined) return undefined
@@ -268,6 +279,15 @@ export function packageVersion(): string {
 /** `A/L held`, the one form every count in the CLI takes; `?` for a limit no record states. */
 export function heldText(active: number, limit: number | null): string {
   return `${active}/${limit ?? '?'} held`
+}
+
+/**
+ * The count of a key: `A/L held` while every hold weighs 1; once weights are in play (`weighted`,
+ * or the sum differs from the count), `U/L used by A holder(s)`, since the limit bounds the sum.
+ */
+export function usageText(active: number, used: number, limit: number | null, weighted: boolean): string {
+  if (!weighted && used === active) return heldText(active, limit)
+  return `${used}/${limit ?? '?'} used by ${active} holder${active === 1 ? '' : 's'}`
 }
 
 /** Human-friendly duration: 850ms, 12s, 3m04s, 2h05m. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The proclease command line: run, status, probe, reclaim.
+// The proclease command line: run, status, probe, reclaim, prune.
 import { EXIT, type Io, UsageError, packageVersion, reportError, watchOutput } from './common.js'
 import { PROBE_HELP, probeCommand } from './probe.js'
+import { PRUNE_HELP, pruneCommand } from './prune.js'
 import { RECLAIM_HELP, reclaimCommand } from './reclaim.js'
 import { RUN_HELP, runCommand } from './run.js'
 import { STATUS_HELP, statusCommand } from './status.js'
@@ -16,20 +17,23 @@ Commands:
   status    show holders of one key or of every key
   probe     show process identities and this host's boot id
   reclaim   remove slots of holders proven gone
+  prune     remove keys nobody has used for a while
 
 Options:
   --help, -h      help (also: proclease <command> --help)
   --version, -V   print the version
 
-Across hosts: run, status and reclaim take --store postgres://... (default:
-$PROCLEASE_STORE) to keep holds in a PostgreSQL database instead of a lock
-root on this host; there, run's wrapper stays the holder (see run --help).
+Across hosts: run, status, reclaim and prune take --store postgres://...
+(default: $PROCLEASE_STORE) to keep holds in a PostgreSQL database instead of
+a lock root on this host; there, run's wrapper stays the holder (see run
+--help).
 
 Examples:
   proclease run --key deploy -- ./deploy.sh
   proclease run --key gpu --limit 2 --wait 600 -- python train.py
   proclease status --verbose
   proclease probe $$
+  proclease prune --idle 1d
   proclease run --store postgres://app@db.internal/ops --key deploy -- ./deploy.sh
 `
 
@@ -38,6 +42,7 @@ const COMMANDS: Record<string, { help: string; run: (args: string[], io: Io) => 
   status: { help: STATUS_HELP, run: statusCommand },
   probe: { help: PROBE_HELP, run: probeCommand },
   reclaim: { help: RECLAIM_HELP, run: reclaimCommand },
+  prune: { help: PRUNE_HELP, run: pruneCommand },
 }
 
 export async function main(argv: string[], io: Io): Promise<number> {

@@ -1,23 +1,30 @@
-// `proclease run` on a store whose hold cannot be handed to a child (PostgreSQL: the hold lives
-// in this process's database session). The wrapper stays the holder: the command gets no fd 3,
-// the wrapper releases the slot when the command ends, and a wrapper killed by any signal frees
-// the slot at once (its session ends, and the session witness with it).
+// `proclease run` where the wrapper stays the holder: on a store whose hold cannot be handed to a
+// child (PostgreSQL: the hold lives in this process's database session), and on the file store
+// with --no-inherit (the command's own children must never keep the slot). The command gets no
+// descriptor, the wrapper releases the slot when the command ends, and a wrapper killed by any
+// signal frees the slot at once (its session ends, or its kernel lock closes with it, and the
+// identity witness says it is dead).
 //
 // The hold can be lost while the command runs: the wrapper was stopped past the TTL, or its
 // connection dropped. The store aborts lease.signal before anyone else can be granted the slot
 // (while this process runs); the wrapper says so at once and, with --on-lost kill, sends the
-// command SIGTERM, so that it stops touching what the slot guards.
+// command SIGTERM, so that it stops touching what the slot guards. On the file store a hold is
+// lost only when its record is removed or replaced under it (a wiped lock root).
 import { type ChildProcess, spawn } from 'node:child_process'
 import type { Lease } from '../lease/engine.js'
 import { exitStatusOf, running, waitForChild } from './child.js'
 import { EXIT, type Io, writeLine } from './common.js'
+import { holdEnv } from './hold-env.js'
 import type { RunConfig } from './run.js'
 
 /** What the wrapper does when the hold is lost while the command runs. */
 export type OnLost = 'kill' | 'warn'
 
 /** Why a hold was lost (lease.signal's reason), in an operator's words. */
-export function lostText(reason: unknown): string {
+export function lostText(reason: unknown, store: 'file' | 'postgres' = 'postgres'): string {
+  if (store === 'file' && reason === 'lost') {
+    return 'its slot record was removed or replaced (lost: the lock root or key directory deleted, or the record removed by hand?)'
+  }
   switch (reason) {
     case 'expired':
       return 'it expired (expired: this wrapper could not renew it within the TTL; was it stopped, starved, or the server too slow?)'
@@ -42,17 +49,17 @@ export async function runHeld(
   // Checked now, not from the signal alone: a hold past its deadline must not guard a command.
   if (!lease.held()) {
     lost.announced = true
-    writeLine(io.stderr, `proclease: the hold on ${slot} was lost before the command started: ${lostText(lease.signal.reason ?? 'expired')}; the command was not run`)
+    writeLine(io.stderr, `proclease: the hold on ${slot} was lost before the command started: ${lostText(lease.signal.reason ?? (cfg.store.kind === 'file' ? 'lost' : 'expired'), cfg.store.kind)}; the command was not run`)
     return EXIT.SOFTWARE
   }
-  const child = spawn(cfg.command, cfg.args, { stdio: 'inherit' })
+  const child = spawn(cfg.command, cfg.args, { stdio: 'inherit', env: holdEnv(lease) })
   const ended = waitForChild(child)
   if (child.pid !== undefined) setChild(child)
   const onLost = (): void => {
     lost.announced = true
     const kill = cfg.onLost === 'kill' && running(child)
     const then = kill ? 'sending SIGTERM to the command (--on-lost kill)' : cfg.onLost === 'warn' ? 'the command runs on unguarded (--on-lost warn)' : 'the command has ended'
-    writeLine(io.stderr, `proclease: lost the hold on ${slot} while the command ran: ${lostText(lease.signal.reason)}; ${then}`)
+    writeLine(io.stderr, `proclease: lost the hold on ${slot} while the command ran: ${lostText(lease.signal.reason, cfg.store.kind)}; ${then}`)
     if (kill) child.kill('SIGTERM')
   }
   lease.signal.addEventListener('abort', onLost, { once: true })

@@ -12,6 +12,9 @@ export const STATUS_HELP = `Usage: proclease status [--key K] [--root DIR | --st
 Show, for one key (or every key used under the lock root), how many slots are
 held and the state of each: alive, dead (proven gone, reclaimed by the next
 claim), unverifiable, foreign (another host) or corrupt (unreadable record).
+Where holds have weights (run --weight), each holder's weight and the sum of
+weights against the limit (U/L used) are shown too; waiters queued for the
+key are counted (N waiting).
 Judges holders but changes nothing, and creates nothing: a missing lock root
 has no keys. Files in a key directory that are not slot records are listed as
 stray and never counted. With --store, the same for the keys of a
@@ -40,6 +43,8 @@ Examples:
 export interface JsonHolder {
   slot: number
   state: string
+  /** Share of the limit the hold takes (1 unless taken with a weight). */
+  weight: number
   pid?: number
   starttime?: string
   argv0?: string | null
@@ -61,6 +66,10 @@ export interface JsonKey {
   dir?: string
   limit: number | null
   active: number
+  /** Sum of the weights of the holds counted in `active`: what the limit bounds. */
+  used: number
+  /** Live waiters queued for the key. */
+  waiting: number
   holders: JsonHolder[]
   /** Entries that are not slot records: never counted. Present only when there are some. */
   stray?: string[]
@@ -78,7 +87,7 @@ function ageMs(acquiredAt: string | undefined, now: number): number | null {
 }
 
 export function holderJson(h: HolderStatus, verbose: boolean, now: number): JsonHolder {
-  const out: JsonHolder = { slot: h.slot, state: h.state }
+  const out: JsonHolder = { slot: h.slot, state: h.state, weight: h.weight }
   if (!verbose) return out
   if (h.pid !== undefined) out.pid = h.pid
   if (h.starttime !== undefined) out.starttime = h.starttime
@@ -102,6 +111,8 @@ export function keyJson(s: KeyStatus, verbose: boolean, now: number, dir?: strin
     key: dir === undefined ? s.key : null,
     limit: s.limit ?? null,
     active: s.active,
+    used: s.used,
+    waiting: s.waiting,
     holders: s.holders.map((h) => holderJson(h, verbose, now)),
   }
   if (dir !== undefined) out.dir = dir
@@ -115,12 +126,17 @@ export function keyJson(s: KeyStatus, verbose: boolean, now: number, dir?: strin
  */
 export function keyText(k: JsonKey, verbose: boolean): string[] {
   const name = k.key !== null ? JSON.stringify(k.key) : `directory ${k.dir ?? '?'} (its key file is missing)`
-  const lines = [`${name}  ${heldText(k.active, k.limit)}`]
+  // Weights are shown once any holder of the key has one: then U/L used is what the limit bounds.
+  const weighted = k.used !== k.active || k.holders.some((h) => h.weight !== 1)
+  let head = `${name}  ${heldText(k.active, k.limit)}`
+  if (weighted) head += `, ${k.used}/${k.limit ?? '?'} used`
+  if (k.waiting > 0) head += `, ${k.waiting} waiting`
+  const lines = [head]
   for (const h of k.holders) {
     const slot = h.slot >= 0 ? `slot ${h.slot}` : 'entry'
     let line = `  ${slot.padEnd(8)} ${h.state}`
+    const bits: string[] = []
     if (verbose) {
-      const bits: string[] = []
       if (h.pid !== undefined) bits.push(`pid ${h.pid}${h.argv0 ? ` (${h.argv0})` : ''}`)
       if (h.hostname !== undefined) bits.push(`host ${h.hostname}`)
       if (h.ageMs !== undefined && h.ageMs !== null) bits.push(`age ${formatDuration(h.ageMs)}`)
@@ -129,8 +145,9 @@ export function keyText(k: JsonKey, verbose: boolean): string[] {
       if (h.inconsistent) bits.push('INCONSISTENT: kernel lock free while the holder looks alive')
       if (h.lockInherited) bits.push('lock held by another process of the holder (inherited): the recorded pid is gone')
       if (h.problem !== undefined) bits.push(`problem ${h.problem}`)
-      if (bits.length > 0) line = `${line.padEnd(22)} ${bits.join('  ')}`
     }
+    if (weighted) bits.push(`weight ${h.weight}`)
+    if (bits.length > 0) line = `${line.padEnd(22)} ${bits.join('  ')}`
     lines.push(line)
   }
   if (k.stray !== undefined) lines.push(`  stray    ${k.stray.join(', ')} (not slot records: never counted)`)

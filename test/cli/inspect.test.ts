@@ -39,7 +39,7 @@ async function crashedHolder(key: string, limit: number): Promise<number> {
   return p.pid
 }
 
-const VERBOSE_HOLDER_KEYS = ['acquiredAt', 'ageMs', 'argv0', 'fence', 'hostname', 'limit', 'metadata', 'pid', 'slot', 'starttime', 'state']
+const VERBOSE_HOLDER_KEYS = ['acquiredAt', 'ageMs', 'argv0', 'fence', 'hostname', 'limit', 'metadata', 'pid', 'slot', 'starttime', 'state', 'weight']
 
 describe('status', () => {
   it('reports an empty lock root', async () => {
@@ -49,7 +49,7 @@ describe('status', () => {
     // A named key that was never used: no holders, limit unknown.
     expect(await json(['status', '--root', root, '--key', 'never', '--json'])).toEqual({
       version: 1,
-      keys: [{ key: 'never', limit: null, active: 0, holders: [] }],
+      keys: [{ key: 'never', limit: null, active: 0, used: 0, waiting: 0, holders: [] }],
     })
   })
 
@@ -63,8 +63,8 @@ describe('status', () => {
     expect(all.version).toBe(1)
     const byKey = Object.fromEntries(all.keys.map((k: { key: string }) => [k.key, k]))
     expect(Object.keys(byKey).sort()).toEqual(['build', 'deploy'])
-    expect(byKey.build).toEqual({ key: 'build', limit: 3, active: 2, holders: [{ slot: 0, state: 'alive' }, { slot: 1, state: 'alive' }] })
-    expect(byKey.deploy).toEqual({ key: 'deploy', limit: 1, active: 1, holders: [{ slot: 0, state: 'alive' }] })
+    expect(byKey.build).toEqual({ key: 'build', limit: 3, active: 2, used: 2, waiting: 0, holders: [{ slot: 0, state: 'alive', weight: 1 }, { slot: 1, state: 'alive', weight: 1 }] })
+    expect(byKey.deploy).toEqual({ key: 'deploy', limit: 1, active: 1, used: 1, waiting: 0, holders: [{ slot: 0, state: 'alive', weight: 1 }] })
 
     const text = await runCli(['status', '--root', root, '--key', 'build'])
     expect(text.stdout).toBe('"build"  2/3 held\n  slot 0   alive\n  slot 1   alive\n')
@@ -95,7 +95,7 @@ describe('status', () => {
   it('shows metadata only verbosely', async () => {
     await hold('meta', 2, { job: 'nightly', attempt: 2, dry: false })
     const plain = await json(['status', '--root', root, '--key', 'meta', '--json'])
-    expect(plain.keys[0].holders).toEqual([{ slot: 0, state: 'alive' }])
+    expect(plain.keys[0].holders).toEqual([{ slot: 0, state: 'alive', weight: 1 }])
     const verbose = await json(['status', '--root', root, '--key', 'meta', '--json', '-v'])
     expect(verbose.keys[0].holders[0]).toMatchObject({ pid: process.pid, metadata: { job: 'nightly', attempt: 2, dry: false } })
     const text = await runCli(['status', '--root', root, '--key', 'meta', '-v'])
@@ -105,7 +105,7 @@ describe('status', () => {
   it('reports a crashed holder as dead, not active', async () => {
     await crashedHolder('crash', 2)
     const st = await json(['status', '--root', root, '--key', 'crash', '--json'])
-    expect(st.keys[0]).toEqual({ key: 'crash', limit: 2, active: 0, holders: [{ slot: 0, state: 'dead' }] })
+    expect(st.keys[0]).toEqual({ key: 'crash', limit: 2, active: 0, used: 0, waiting: 0, holders: [{ slot: 0, state: 'dead', weight: 1 }] })
   })
 
   it('fails with 70 and the error code on an unsafe lock root', async () => {
@@ -126,7 +126,7 @@ describe('reclaim', () => {
       key: 'r',
       dryRun: true,
       reclaimed: [{ slot: 1 }],
-      remaining: { key: 'r', limit: 3, active: 1, holders: [{ slot: 0, state: 'alive' }, { slot: 1, state: 'dead' }] },
+      remaining: { key: 'r', limit: 3, active: 1, used: 1, waiting: 0, holders: [{ slot: 0, state: 'alive', weight: 1 }, { slot: 1, state: 'dead', weight: 1 }] },
     })
     const dryText = await runCli(['reclaim', '--key', 'r', '--root', root, '--dry-run', '--verbose'])
     expect(dryText.stdout).toContain(`"r": would reclaim slot 1 (pid ${deadPid})`)

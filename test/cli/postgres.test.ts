@@ -9,6 +9,7 @@ import type pg from 'pg'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { closeClients, connect, connectionString, freshSchema, waitBackendGone } from '../helpers/pg.js'
 import { cli, cleanup, finish, runCli } from './harness.js'
+import { PRINT_ENV, envOf } from './hold-env.js'
 
 let admin: pg.Client
 let schema = ''
@@ -101,6 +102,14 @@ describe('run --store postgres://…', () => {
     expect(r.code).toBe(3)
     expect(r.stderr).toBe('')
     expect((await statusJson()).keys[0]).toMatchObject({ key, active: 0, holders: [] })
+  })
+
+  it('gives the command its hold in the environment: key, slot, fence, weight; no PROCLEASE_RECOVERED', async () => {
+    const r = await runCli(['run', '--key', key, ...store(), '--verbose', '-c', PRINT_ENV], { env: { ...process.env, PROCLEASE_RECOVERED: 'stale' } })
+    expect(r.code, r.stderr).toBe(0)
+    const fence = /holding slot 0 of ".*" \(fence (\d+)\)/.exec(r.stderr)?.[1]
+    expect(fence).toBeDefined()
+    expect(envOf(r.stdout)).toEqual({ KEY: key, SLOT: '0', FENCE: fence, WEIGHT: '1', RECOVERED: undefined })
   })
 
   it('takes the store from PROCLEASE_STORE when neither --store nor --root is given', async () => {
@@ -201,14 +210,14 @@ describe('status and reclaim --store postgres://…', () => {
     process.kill(a.commandPid as number, 'SIGKILL')
     await waitBackendGone(admin, backend)
     const st = await statusJson('--key', key)
-    expect(st).toEqual({ version: 1, keys: [{ key, limit: null, active: 0, holders: [{ slot: 0, state: 'dead' }] }] })
+    expect(st).toEqual({ version: 1, keys: [{ key, limit: null, active: 0, used: 0, waiting: 0, holders: [{ slot: 0, state: 'dead', weight: 1 }] }] })
     const dry = await runCli(['reclaim', ...store(), '--key', key, '--dry-run', '--json'])
     expect(dry.code).toBe(0)
-    expect(JSON.parse(dry.stdout)).toEqual({ version: 1, key, dryRun: true, reclaimed: [{ slot: 0 }], remaining: { key, limit: null, active: 0, holders: [{ slot: 0, state: 'dead' }] } })
+    expect(JSON.parse(dry.stdout)).toEqual({ version: 1, key, dryRun: true, reclaimed: [{ slot: 0 }], remaining: { key, limit: null, active: 0, used: 0, waiting: 0, holders: [{ slot: 0, state: 'dead', weight: 1 }] } })
     const r = await runCli(['reclaim', ...store(), '--key', key])
     expect(r.stdout).toBe(`${JSON.stringify(key)}: reclaimed slot 0\n${JSON.stringify(key)}  0/? held\n`)
     expect(r.code).toBe(0)
-    expect(await statusJson('--key', key)).toEqual({ version: 1, keys: [{ key, limit: null, active: 0, holders: [] }] })
+    expect(await statusJson('--key', key)).toEqual({ version: 1, keys: [{ key, limit: null, active: 0, used: 0, waiting: 0, holders: [] }] })
   })
 })
 
@@ -256,7 +265,8 @@ describe('errors on the PostgreSQL store', () => {
     [['reclaim', '--key', 'k', '--schema', 'x'], /--schema applies to a PostgreSQL store only/],
     [['status', '--store', 'postgres://h/db', '--ttl', '0.5'], /--ttl must be a number of seconds from 1 to/],
     [['run', '--key', 'k', '--store', 'postgres://h/db', '--on-lost', 'ignore', '--', 'true'], /--on-lost must be kill or warn/],
-    [['run', '--key', 'k', '--on-lost', 'warn', '--', 'true'], /--on-lost applies to a PostgreSQL store only/],
+    [['run', '--key', 'k', '--on-lost', 'warn', '--', 'true'], /--on-lost applies only where the wrapper holds the slot: a PostgreSQL store, or --no-inherit/],
+    [['run', '--key', 'k', '--store', 'postgres://h/db', '--fd', '5', '--', 'true'], /--fd applies to the file store only/],
   ])('usage error: %j', async (args, message) => {
     const r = await runCli(args)
     expect(r.code).toBe(64)

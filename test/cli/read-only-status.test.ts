@@ -70,7 +70,7 @@ describe('status and reclaim', () => {
     const res = await runCli(['status', '--root', root, '--json'])
     expect(JSON.parse(res.stdout)).toEqual({
       version: 1,
-      keys: [{ key: null, dir: keyDirName('kept'), limit: null, active: 0, holders: [], stray: ['.DS_Store'] }],
+      keys: [{ key: null, dir: keyDirName('kept'), limit: null, active: 0, used: 0, waiting: 0, holders: [], stray: ['.DS_Store'] }],
     })
     const text = await runCli(['status', '--root', root])
     expect(text.stdout).toContain(`directory ${keyDirName('kept')} (its key file is missing)`)

@@ -52,6 +52,25 @@ describe('usage errors exit 64 with a one-line hint and run nothing', () => {
     ['status unknown option', (r) => ['status', '--root', r, '--bogus'], /Unknown option/],
     ['reclaim without --key', (r) => ['reclaim', '--root', r], /missing --key \(try: proclease reclaim --help\)/],
     ['probe unknown option', () => ['probe', '--bogus'], /Unknown option .*\(try: proclease probe --help\)/],
+    ['--weight 0', (r) => ['run', '--key', 'k', '--weight', '0', '--root', r, ...ran], /--weight must be a whole number >= 1, got "0"/],
+    ['--weight abc', (r) => ['run', '--key', 'k', '--weight', 'abc', '--root', r, ...ran], /--weight must be a whole number >= 1, got "abc"/],
+    ['--weight above --limit', (r) => ['run', '--key', 'k', '--limit', '2', '--weight', '3', '--root', r, ...ran], /--weight 3 is above --limit 2: such a hold could never be granted/],
+    ['--weight above the default limit', (r) => ['run', '--key', 'k', '--weight', '2', '--root', r, ...ran], /--weight 2 is above --limit 1/],
+    ['--fd 0', (r) => ['run', '--key', 'k', '--fd', '0', '--root', r, ...ran], /--fd 0 is the command's stdin: choose 3 or more/],
+    ['--fd 1', (r) => ['run', '--key', 'k', '--fd', '1', '--root', r, ...ran], /--fd 1 is the command's stdout: choose 3 or more/],
+    ['--fd 2', (r) => ['run', '--key', 'k', '--fd', '2', '--root', r, ...ran], /--fd 2 is the command's stderr: choose 3 or more/],
+    ['--fd abc', (r) => ['run', '--key', 'k', '--fd', 'abc', '--root', r, ...ran], /--fd must be a descriptor number from 3 to 1023, got "abc"/],
+    ['--fd 1024', (r) => ['run', '--key', 'k', '--fd', '1024', '--root', r, ...ran], /--fd must be a descriptor number from 3 to 1023, got "1024"/],
+    ['--fd -3', (r) => ['run', '--key', 'k', '--fd', '-3', '--root', r, ...ran], /--fd must be a descriptor number from 3 to 1023, got "-3"/],
+    ['--fd with --no-inherit', (r) => ['run', '--key', 'k', '--fd', '5', '--no-inherit', '--root', r, ...ran], /--fd and --no-inherit exclude each other/],
+    ['-c with -- CMD', (r) => ['run', '--key', 'k', '--root', r, '-c', 'true', ...ran], /-c and -- CMD exclude each other/],
+    ['-c empty', (r) => ['run', '--key', 'k', '--root', r, '-c', ''], /--command must not be empty/],
+    ['-c without a value', (r) => ['run', '--key', 'k', '--root', r, '-c'], /-c needs a value/],
+    ['--on-lost on the file store without --no-inherit', (r) => ['run', '--key', 'k', '--on-lost', 'warn', '--root', r, ...ran], /--on-lost applies only where the wrapper holds the slot/],
+    ['prune --idle 10x', (r) => ['prune', '--idle', '10x', '--root', r], /--idle must be a duration such as 30s, 10m, 2h, 1d or a number of milliseconds, got "10x"/],
+    ['prune --idle -1', (r) => ['prune', '--idle', '-1', '--root', r], /--idle must be a duration/],
+    ['prune with an argument', (r) => ['prune', '--root', r, 'extra'], /unexpected argument "extra" \(try: proclease prune --help\)/],
+    ['prune with --key', (r) => ['prune', '--root', r, '--key', 'k'], /Unknown option '--key'/],
     ['unknown command', () => ['frobnicate'], /unknown command "frobnicate" \(try: proclease --help\)/],
     ['unknown top-level option', () => ['--bogus'], /unknown option "--bogus"/],
   ]
@@ -73,7 +92,7 @@ describe('usage errors exit 64 with a one-line hint and run nothing', () => {
 })
 
 describe('help and version', () => {
-  it.each(['run', 'status', 'probe', 'reclaim'])('%s --help shows usage and examples', async (cmd) => {
+  it.each(['run', 'status', 'probe', 'reclaim', 'prune'])('%s --help shows usage and examples', async (cmd) => {
     for (const args of [[cmd, '--help'], [cmd, '-h'], ['help', cmd]]) {
       const r = await runCli(args)
       expect(r.code, r.stderr).toBe(0)
@@ -86,7 +105,7 @@ describe('help and version', () => {
   it('--help lists the commands', async () => {
     const r = await runCli(['--help'])
     expect(r.code).toBe(0)
-    for (const cmd of ['run', 'status', 'probe', 'reclaim']) expect(r.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'))
+    for (const cmd of ['run', 'status', 'probe', 'reclaim', 'prune']) expect(r.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'))
   })
 
   it('--version prints the package version', async () => {
