@@ -261,14 +261,15 @@ describe('PostgreSQL store: takeover notice', () => {
     expect(after.recovered).toBeNull()
     await after.release()
 
+    // Three holders at once, then all killed: three notices for whoever comes next.
     const dead: Msg[] = []
-    for (let i = 0; i < 3; i++) {
-      const c = await agentOn(o)
+    const doomed = await Promise.all([0, 1, 2].map(() => agentOn(o)))
+    for (const [i, c] of doomed.entries()) {
       const m = await c.call({ op: 'acquire', opts: { key: k, limit: 3, weight: 1, metadata: { job: `j${i}` } } })
-      expect(m).toMatchObject({ ev: 'acquired' })
+      expect(m).toMatchObject({ ev: 'acquired', recovered: null })
       dead.push(m)
-      await c.kill()
     }
+    await Promise.all(doomed.map((c) => c.kill()))
     const racers = await Promise.all([0, 1, 2, 3].map(() => agentOn(o)))
     const recovered: Array<Record<string, unknown>> = []
     let grants = 0
