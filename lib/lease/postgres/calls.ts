@@ -576,3 +576,61 @@ export async function peekHolds(client: Queryable, schema: string, key: string):
     return { sessionWitness: bool(row, 'session_witness'), lock: { classId: int(row, 'lock_class'), objectId: int(row, 'lock_object') } }
   })
 }
+
+/** What a queued waiter reads when the wait ahead of it returned (no claim, nothing changed). */
+export interface QueuePeek {
+  /** Our place is still in the queue. */
+  mine: boolean
+  /** The live place just before ours: its lock, and whether a session witnesses it. */
+  ahead: { lock: LockKey; sessionWitness: boolean } | null
+  /** Sum of the weights of the holds not proven gone. */
+  used: number
+  /** Those holds, in slot order. */
+  holds: PeekedHold[]
+}
+
+/**
+ * Judges (without changing anything) the places before ours and the key's holds, so that a
+ * queued waiter woken by the place ahead of it can block again without a claim when its turn has
+ * not come.
+ */
+export async function peekQueue(client: Queryable, schema: string, key: string, place: string): Promise<QueuePeek> {
+  const s = quoteSchema(schema)
+  const res = await client.query(
+    `WITH mine AS (SELECT m.ticket FROM ${s}.places m WHERE m.key = $1 AND m.token = $2::uuid),
+          live AS (SELECT h.slot, h.weight, h.lock_class, h.lock_object,
+                          (h.witness = 'session' AND h.server_started = pg_postmaster_start_time()) AS session_witness
+                     FROM ${s}.holds h WHERE h.key = $1 AND ${s}.verdict(h, '{}', '{}') <> 'dead')
+     SELECT EXISTS (SELECT 1 FROM mine) AS mine,
+            (SELECT jsonb_build_object('lockClass', p.lock_class, 'lockObject', p.lock_object,
+                                       'sessionWitness', p.witness = 'session' AND p.server_started = pg_postmaster_start_time())
+               FROM ${s}.places p
+              WHERE p.key = $1 AND p.ticket < (SELECT ticket FROM mine) AND ${s}.place_verdict(p, '{}', '{}') <> 'dead'
+              ORDER BY p.ticket DESC LIMIT 1) AS ahead,
+            (SELECT coalesce(sum(l.weight), 0)::integer FROM live l) AS used,
+            (SELECT coalesce(jsonb_agg(jsonb_build_object('lockClass', l.lock_class, 'lockObject', l.lock_object,
+                                                          'sessionWitness', l.session_witness) ORDER BY l.slot), '[]'::jsonb)
+               FROM live l) AS holds`,
+    [key, place],
+  )
+  const row = onlyRow(res.rows, 'peekQueue')
+  const holds = row.holds
+  if (!Array.isArray(holds)) throw new Error('server row: peek without holds')
+  const ahead = row.ahead
+  let a: QueuePeek['ahead'] = null
+  if (ahead !== null && ahead !== undefined) {
+    if (typeof ahead !== 'object') throw new Error('server row: bad place ahead')
+    const r = ahead as Row
+    a = { lock: { classId: int(r, 'lockClass'), objectId: int(r, 'lockObject') }, sessionWitness: bool(r, 'sessionWitness') }
+  }
+  return {
+    mine: bool(row, 'mine'),
+    ahead: a,
+    used: int(row, 'used'),
+    holds: holds.map((h: unknown) => {
+      if (typeof h !== 'object' || h === null) throw new Error('server row: bad peeked hold')
+      const r = h as Row
+      return { sessionWitness: bool(r, 'sessionWitness'), lock: { classId: int(r, 'lockClass'), objectId: int(r, 'lockObject') } }
+    }),
+  }
+}

@@ -71,12 +71,13 @@ interface PgWake {
 interface PgPlace {
   key: string
   token: string
+  weight: number
 }
 
 function placeOf(key: string, v: unknown): PgPlace | null {
   if (typeof v !== 'object' || v === null) return null
   const p = v as Partial<PgPlace>
-  return p.key === key && typeof p.token === 'string' ? { key: p.key, token: p.token } : null
+  return p.key === key && typeof p.token === 'string' && typeof p.weight === 'number' ? { key: p.key, token: p.token, weight: p.weight } : null
 }
 
 function recoveredOf(n: calls.Notice | null): RecoveredHolder | null {
@@ -323,7 +324,7 @@ export class PostgresStore implements LeaseStore {
       if (r.place !== null) {
         // The same place keeps the same object, so the engine keeps its watch.
         const prev = placeOf(req.key, req.place)
-        busy.place = prev !== null && prev.token === r.place ? req.place : ({ key: req.key, token: r.place } satisfies PgPlace)
+        busy.place = prev !== null && prev.token === r.place ? req.place : ({ key: req.key, token: r.place, weight: req.weight } satisfies PgPlace)
       }
       return busy
     }
@@ -467,7 +468,8 @@ export class PostgresStore implements LeaseStore {
     }
     // A queued waiter blocks on the place before its own (or, at the head, on a holder) and
     // needs no turnstile: the queue already orders the waiters.
-    const queued = placeOf(key, place) !== null
+    const pl = placeOf(key, place)
+    const queued = pl === null ? null : { token: pl.token, weight: pl.weight }
     const waiter =
       this.o.witness === 'session' ? new SessionLockWaiter(() => this.openTuned('waiter', () => undefined), this.o.schema, key, onChange, queued) : null
     if (waiter) this.waiters.add(waiter)

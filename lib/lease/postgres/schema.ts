@@ -87,8 +87,10 @@ export type ClaimFault =
   | 'asyncCommit'
   /** Release deletes the key's lowest-slot hold, whoever's token it carries. */
   | 'releaseIgnoresToken'
-  /** Prune judges and deletes a key without locking its gate row (and lingers between the two). */
+  /** Prune judges and deletes a key without locking its gate row (and pauses between the two). */
   | 'pruneIgnoresGate'
+  /** Prune pauses (pg_sleep 0.3 s) between judging a key and deleting it: a window for a claim. */
+  | 'prunePause'
 
 function literal(text: string): string {
   return `'${text.replace(/'/g, "''")}'`
@@ -563,7 +565,7 @@ BEGIN
     CONTINUE WHEN EXISTS (SELECT 1 FROM ${s}.activity a WHERE a.key = g.key AND a.at > v_cut);
     CONTINUE WHEN EXISTS (SELECT 1 FROM ${s}.places x WHERE x.key = g.key
                            AND ${s}.place_verdict(x, p_expired_tokens, p_expired_counts) <> 'dead');
-    ${has('pruneIgnoresGate') ? 'PERFORM pg_sleep(0.02);' : ''}
+    ${has('pruneIgnoresGate') || has('prunePause') ? 'PERFORM pg_sleep(0.3);' : ''}
     removed := removed || g.key;
     IF NOT p_dry_run THEN
       DELETE FROM ${s}.places x WHERE x.key = g.key;

@@ -9,7 +9,7 @@
 // PostgreSQL grants to its waiters in FIFO order, and only the turnstile's owner blocks on a
 // holder. All of it is a hint: the waiter's next claim judges again.
 import type { LockKey, BusyHold, PeekedHold } from './calls.js'
-import { TURNSTILE_LOCK_CLASS, channelFor, peekHolds, turnstileText } from './calls.js'
+import { TURNSTILE_LOCK_CLASS, channelFor, peekHolds, peekQueue, turnstileText } from './calls.js'
 import type { Session } from './session.js'
 
 /** Bound on one blocking wait for a holder's session lock; the next busy answer blocks again. */
@@ -102,9 +102,15 @@ export class SessionLockWaiter {
     private readonly schema: string,
     private readonly key: string,
     private readonly onReturn: () => void,
-    /** The waiter has a place in the key's queue: no turnstile; the queue orders the waiters. */
-    private readonly queued: boolean = false,
+    /** The waiter's place in the key's queue, if it has one: no turnstile; the queue orders the waiters. */
+    private readonly place: { token: string; weight: number } | null = null,
   ) {}
+
+  private get queued(): boolean {
+    return this.place !== null
+  }
+
+  private limit = 1
 
   /** Every change that could free a slot wakes this waiter (expiry aside, see recheckInMs). */
   get covered(): boolean {
@@ -126,6 +132,7 @@ export class SessionLockWaiter {
    */
   arm(holds: readonly BusyHold[], limit: number, ahead: LockKey | null = null): void {
     if (this.ended) return
+    this.limit = limit
     const t: Target | null = this.queued && ahead !== null ? { lock: ahead, coversAll: true } : targetOf(holds)
     if (this.phase === 'idle') {
       if (this.queued) {
@@ -246,11 +253,26 @@ export class SessionLockWaiter {
           if (!statementTimedOut(err)) throw err
           continue
         }
-        t = null
+        // Whatever we waited for is gone. Only when our turn may have come does the engine claim:
+        // a waiter whose predecessor was just served blocks again without a claim (one wake per
+        // hand-off, as with the turnstile).
+        t = await this.nextInQueue(s)
       }
     } catch {
       this.reset()
     }
+  }
+
+  /** After a wait returned: what to block on next, or null when our turn may have come. */
+  private async nextInQueue(s: Session): Promise<Target | null> {
+    const place = this.place
+    if (place === null) return null
+    this.phase = 'peeking'
+    const q = await peekQueue(s, this.schema, this.key, place.token)
+    if (!q.mine) return null
+    if (q.ahead !== null) return q.ahead.sessionWitness ? { lock: q.ahead.lock, coversAll: true } : null
+    if (q.used + place.weight <= this.limit) return null
+    return targetOf(q.holds)
   }
 
   /** Calls back and waits for the next busy answer to name a hold to block on. */
