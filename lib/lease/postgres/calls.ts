@@ -39,6 +39,34 @@ export interface ClaimCall {
   metadata?: Record<string, string | number | boolean>
   /** Bounds every wait of the claim (the gate, a hold row being renewed). */
   lockTimeoutMs: number
+  /** Share of the limit (default 1). */
+  weight?: number
+  /** Keep to the key's queue (default false: the queue is ignored). */
+  fair?: boolean
+  /** Take a place in the queue when busy (a fair waiting claim; default false). */
+  queue?: boolean
+  /** The place (token) a previous busy answer gave, or null. */
+  place?: string | null
+}
+
+/** A place in the queue that no witness speaks for: the claimer observes its expiry. */
+export interface ObservedPlace {
+  token: string
+  renewCount: string
+  ttlMs: number
+}
+
+/** What a later holder learns of one removed on proof of its death (S12). */
+export interface Notice {
+  slot: number
+  pid: number | null
+  hostname: string | null
+  argv0: string | null
+  acquiredAt: string
+  /** Exact decimal string. */
+  fence: string
+  weight: number
+  metadata: Record<string, unknown>
 }
 
 /** What a waiter needs about a live hold: no holder identity. */
@@ -63,15 +91,31 @@ export type ClaimResult =
       token: string
       lock: LockKey
       active: number
+      used: number
       limit: number
       reclaimed: number
+      recovered: Notice | null
     }
-  | { outcome: 'busy'; active: number; limit: number; reclaimed: number; holds: BusyHold[] }
+  | {
+      outcome: 'busy'
+      active: number
+      used: number
+      limit: number
+      reclaimed: number
+      holds: BusyHold[]
+      /** Our place in the queue (kept or new), or null. */
+      place: string | null
+      /** The session lock of the live place just before ours, when a session witnesses it. */
+      ahead: LockKey | null
+      /** Places before ours that only their expiry can prove gone. */
+      observed: ObservedPlace[]
+    }
 
 export type HoldState = 'alive' | 'dead' | 'unknown'
 
 export interface InspectedHold {
   slot: number
+  weight: number
   state: HoldState
   fence: string
   token: string
@@ -95,6 +139,10 @@ export interface Inspection {
   key: string
   /** Holds not proven gone (alive + unknown): what a claim would count. */
   active: number
+  /** Their weights' sum. */
+  used: number
+  /** Live places in the key's queue. */
+  waiting: number
   dead: number
   holds: InspectedHold[]
 }
@@ -190,6 +238,43 @@ function busyHold(v: unknown): BusyHold {
   }
 }
 
+function lockOf(v: unknown): LockKey | null {
+  if (v === null || v === undefined) return null
+  if (typeof v !== 'object') throw new Error('server row: a lock key is not an object')
+  const r = v as Row
+  return { classId: int(r, 'lockClass'), objectId: int(r, 'lockObject') }
+}
+
+function observedPlace(v: unknown): ObservedPlace {
+  if (typeof v !== 'object' || v === null) throw new Error('server row: an observed place is not an object')
+  const r = v as Row
+  return { token: str(r, 'token'), renewCount: decimal(r, 'renewCount'), ttlMs: int(r, 'ttlMs') }
+}
+
+function optInt(r: Row, field: string): number | null {
+  const v = r[field]
+  if (v === null || v === undefined) return null
+  return int(r, field)
+}
+
+function noticeOf(v: unknown): Notice | null {
+  if (v === null || v === undefined) return null
+  if (typeof v !== 'object') throw new Error('server row: a notice is not an object')
+  const r = v as Row
+  const metadata = r.metadata
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) throw new Error('server row: notice metadata is not an object')
+  return {
+    slot: int(r, 'slot'),
+    pid: optInt(r, 'pid'),
+    hostname: optStr(r, 'hostname') ?? null,
+    argv0: optStr(r, 'argv0') ?? null,
+    acquiredAt: str(r, 'acquiredAt'),
+    fence: decimal(r, 'fence'),
+    weight: int(r, 'weight'),
+    metadata: metadata as Record<string, unknown>,
+  }
+}
+
 function expiredArrays(expired: readonly ObservedExpiry[] | undefined): [string[], string[]] {
   const tokens: string[] = []
   const counts: string[] = []
@@ -213,10 +298,15 @@ export async function claim(client: Queryable, schema: string, call: ClaimCall):
   checkPositiveInt4('ttlMs', call.ttlMs)
   checkPositiveInt4('lockTimeoutMs', call.lockTimeoutMs)
   if (call.witness !== 'session' && call.witness !== 'none') throw invalid("witness must be 'session' or 'none'")
+  const weight = call.weight ?? 1
+  if (!Number.isSafeInteger(weight) || weight < 1 || weight > limit) throw invalid('weight must be an integer in 1..limit')
   const [tokens, counts] = expiredArrays(call.expired)
-  const res = await client.query(`SELECT * FROM ${s}.claim($1, $2, $3, $4, $5::uuid[], $6::bigint[], $7::jsonb, $8::jsonb, $9)`, [
+  const res = await client.query(
+    `SELECT * FROM ${s}.claim($1, $2, $3, $4, $5, $6::uuid[], $7::bigint[], $8::jsonb, $9::jsonb, $10, $11, $12, $13::uuid)`,
+    [
     call.key,
     limit,
+    weight,
     call.ttlMs,
     call.witness,
     tokens,
@@ -224,7 +314,11 @@ export async function claim(client: Queryable, schema: string, call: ClaimCall):
     JSON.stringify(call.holder ?? {}),
     JSON.stringify(call.metadata ?? {}),
     call.lockTimeoutMs,
-  ])
+    call.fair ?? false,
+    call.queue ?? false,
+    call.place ?? null,
+    ],
+  )
   const row = onlyRow(res.rows, 'claim')
   const outcome = row.outcome
   if (outcome === 'granted') {
@@ -235,14 +329,28 @@ export async function claim(client: Queryable, schema: string, call: ClaimCall):
       token: str(row, 'token'),
       lock: { classId: int(row, 'lock_class'), objectId: int(row, 'lock_object') },
       active: int(row, 'active'),
+      used: int(row, 'used'),
       limit: int(row, 'lim'),
       reclaimed: int(row, 'reclaimed'),
+      recovered: noticeOf(row.recovered),
     }
   }
   if (outcome === 'busy') {
     const holds = row.holds
+    const observed = row.observed
     if (!Array.isArray(holds)) throw new Error('server row: busy without holds')
-    return { outcome, active: int(row, 'active'), limit: int(row, 'lim'), reclaimed: int(row, 'reclaimed'), holds: holds.map(busyHold) }
+    if (!Array.isArray(observed)) throw new Error('server row: busy without observed places')
+    return {
+      outcome,
+      active: int(row, 'active'),
+      used: int(row, 'used'),
+      limit: int(row, 'lim'),
+      reclaimed: int(row, 'reclaimed'),
+      holds: holds.map(busyHold),
+      place: optStr(row, 'place') ?? null,
+      ahead: lockOf(row.ahead),
+      observed: observed.map(observedPlace),
+    }
   }
   throw new Error(`server row: unknown claim outcome ${String(outcome)}`)
 }
@@ -304,6 +412,8 @@ export async function inspect(
   const [tokens, counts] = expiredArrays(opts.expired)
   const verbose = opts.verbose === true
   const res = await client.query(`SELECT * FROM ${s}.inspect($1, $2::uuid[], $3::bigint[], $4)`, [key, tokens, counts, verbose])
+  const w = await client.query(`SELECT ${s}.waiting($1, $2::uuid[], $3::bigint[]) AS n`, [key, tokens, counts])
+  const waiting = int(onlyRow(w.rows, 'waiting'), 'n')
   const holds = res.rows.map((raw): InspectedHold => {
     const row = raw as Row
     const state = row.state
@@ -316,6 +426,7 @@ export async function inspect(
     if (metadata !== null && (typeof metadata !== 'object' || Array.isArray(metadata))) throw new Error('server row: metadata is not an object')
     return {
       slot: int(row, 'slot'),
+      weight: int(row, 'weight'),
       state,
       fence: decimal(row, 'fence'),
       token: str(row, 'token'),
@@ -344,8 +455,8 @@ export async function inspect(
         : null,
     }
   })
-  const dead = holds.filter((h) => h.state === 'dead').length
-  return { key, active: holds.length - dead, dead, holds }
+  const live = holds.filter((h) => h.state !== 'dead')
+  return { key, active: live.length, used: live.reduce((n, h) => n + h.weight, 0), waiting, dead: holds.length - live.length, holds }
 }
 
 function defined<K extends string>(name: K, v: string | undefined): Partial<Record<K, string>> {
@@ -384,6 +495,44 @@ export async function sweep(
   })
   return { reclaimed, remaining: int(row, 'remaining') }
 }
+
+/** Gives a place up; false when it was gone already. NOTIFYs the key's channel when it removed it. */
+export async function leave(client: Queryable, schema: string, key: string, place: string, lockTimeoutMs: number): Promise<boolean> {
+  const s = quoteSchema(schema)
+  checkKey(key)
+  checkPositiveInt4('lockTimeoutMs', lockTimeoutMs)
+  const res = await client.query(`SELECT ${s}.leave($1, $2::uuid, $3) AS left`, [key, place, lockTimeoutMs])
+  return bool(onlyRow(res.rows, 'leave'), 'left')
+}
+
+export interface PruneResult {
+  removed: string[]
+  kept: number
+}
+
+/** Removes keys with no hold and no live place, idle for idleMs (server clock); dryRun removes nothing. */
+export async function prune(
+  client: Queryable,
+  schema: string,
+  idleMs: number,
+  dryRun: boolean,
+  expired: readonly ObservedExpiry[],
+  lockTimeoutMs: number,
+): Promise<PruneResult> {
+  const s = quoteSchema(schema)
+  if (typeof idleMs !== 'number' || Number.isNaN(idleMs) || idleMs < 0) throw invalid('idleMs must be a number >= 0')
+  checkPositiveInt4('lockTimeoutMs', lockTimeoutMs)
+  const [tokens, counts] = expiredArrays(expired)
+  // Beyond a century nothing is idle enough; the server's interval arithmetic stays in range.
+  const bounded = Math.min(idleMs, PRUNE_IDLE_MAX_MS)
+  const res = await client.query(`SELECT * FROM ${s}.prune($1, $2, $3::uuid[], $4::bigint[], $5)`, [bounded, dryRun, tokens, counts, lockTimeoutMs])
+  const row = onlyRow(res.rows, 'prune')
+  const removed = row.removed
+  if (!Array.isArray(removed) || !removed.every((k): k is string => typeof k === 'string')) throw new Error('server row: bad prune list')
+  return { removed, kept: int(row, 'kept') }
+}
+
+const PRUNE_IDLE_MAX_MS = 100 * 365 * 24 * 3600 * 1000
 
 /** Every key with a gate row and its stored (unjudged) hold count. */
 export async function listKeys(client: Queryable, schema: string): Promise<Array<{ key: string; holds: number }>> {
@@ -426,4 +575,62 @@ export async function peekHolds(client: Queryable, schema: string, key: string):
     const row = raw as Row
     return { sessionWitness: bool(row, 'session_witness'), lock: { classId: int(row, 'lock_class'), objectId: int(row, 'lock_object') } }
   })
+}
+
+/** What a queued waiter reads when the wait ahead of it returned (no claim, nothing changed). */
+export interface QueuePeek {
+  /** Our place is still in the queue. */
+  mine: boolean
+  /** The live place just before ours: its lock, and whether a session witnesses it. */
+  ahead: { lock: LockKey; sessionWitness: boolean } | null
+  /** Sum of the weights of the holds not proven gone. */
+  used: number
+  /** Those holds, in slot order. */
+  holds: PeekedHold[]
+}
+
+/**
+ * Judges (without changing anything) the places before ours and the key's holds, so that a
+ * queued waiter woken by the place ahead of it can block again without a claim when its turn has
+ * not come.
+ */
+export async function peekQueue(client: Queryable, schema: string, key: string, place: string): Promise<QueuePeek> {
+  const s = quoteSchema(schema)
+  const res = await client.query(
+    `WITH mine AS (SELECT m.ticket FROM ${s}.places m WHERE m.key = $1 AND m.token = $2::uuid),
+          live AS (SELECT h.slot, h.weight, h.lock_class, h.lock_object,
+                          (h.witness = 'session' AND h.server_started = pg_postmaster_start_time()) AS session_witness
+                     FROM ${s}.holds h WHERE h.key = $1 AND ${s}.verdict(h, '{}', '{}') <> 'dead')
+     SELECT EXISTS (SELECT 1 FROM mine) AS mine,
+            (SELECT jsonb_build_object('lockClass', p.lock_class, 'lockObject', p.lock_object,
+                                       'sessionWitness', p.witness = 'session' AND p.server_started = pg_postmaster_start_time())
+               FROM ${s}.places p
+              WHERE p.key = $1 AND p.ticket < (SELECT ticket FROM mine) AND ${s}.place_verdict(p, '{}', '{}') <> 'dead'
+              ORDER BY p.ticket DESC LIMIT 1) AS ahead,
+            (SELECT coalesce(sum(l.weight), 0)::integer FROM live l) AS used,
+            (SELECT coalesce(jsonb_agg(jsonb_build_object('lockClass', l.lock_class, 'lockObject', l.lock_object,
+                                                          'sessionWitness', l.session_witness) ORDER BY l.slot), '[]'::jsonb)
+               FROM live l) AS holds`,
+    [key, place],
+  )
+  const row = onlyRow(res.rows, 'peekQueue')
+  const holds = row.holds
+  if (!Array.isArray(holds)) throw new Error('server row: peek without holds')
+  const ahead = row.ahead
+  let a: QueuePeek['ahead'] = null
+  if (ahead !== null && ahead !== undefined) {
+    if (typeof ahead !== 'object') throw new Error('server row: bad place ahead')
+    const r = ahead as Row
+    a = { lock: { classId: int(r, 'lockClass'), objectId: int(r, 'lockObject') }, sessionWitness: bool(r, 'sessionWitness') }
+  }
+  return {
+    mine: bool(row, 'mine'),
+    ahead: a,
+    used: int(row, 'used'),
+    holds: holds.map((h: unknown) => {
+      if (typeof h !== 'object' || h === null) throw new Error('server row: bad peeked hold')
+      const r = h as Row
+      return { sessionWitness: bool(r, 'sessionWitness'), lock: { classId: int(r, 'lockClass'), objectId: int(r, 'lockObject') } }
+    }),
+  }
 }

@@ -23,6 +23,8 @@ import type {
   KeyWatch,
   LeaseStore,
   LostReason,
+  PruneReport,
+  RecoveredHolder,
   SweepReport,
   WakeHint,
 } from '../store.js'
@@ -61,6 +63,35 @@ interface PgWake {
   key: string
   limit: number
   holds: calls.BusyHold[]
+  /** The session lock of the live place just before ours (fair waiters), or null. */
+  ahead: calls.LockKey | null
+}
+
+/** A queue place, as the engine carries it between attempts of one acquire. */
+interface PgPlace {
+  key: string
+  token: string
+  weight: number
+}
+
+function placeOf(key: string, v: unknown): PgPlace | null {
+  if (typeof v !== 'object' || v === null) return null
+  const p = v as Partial<PgPlace>
+  return p.key === key && typeof p.token === 'string' && typeof p.weight === 'number' ? { key: p.key, token: p.token, weight: p.weight } : null
+}
+
+function recoveredOf(n: calls.Notice | null): RecoveredHolder | null {
+  if (n === null) return null
+  return {
+    slot: n.slot,
+    pid: n.pid ?? 0,
+    hostname: n.hostname ?? '',
+    argv0: n.argv0,
+    acquiredAt: n.acquiredAt,
+    fence: Number(n.fence),
+    weight: n.weight,
+    metadata: n.metadata as RecoveredHolder['metadata'],
+  }
 }
 
 /** Creates a PostgreSQL lease store. Connects lazily, on first use. */
@@ -218,8 +249,11 @@ export class PostgresStore implements LeaseStore {
     return out
   }
 
-  /** Remembers the holds of a busy answer; returns how long until the first would expire. */
-  private observe(key: string, holds: calls.BusyHold[], seenAt: number): number | null {
+  /**
+   * Remembers the holds (and the places no witness speaks for) of a busy answer; returns how long
+   * until the first would expire.
+   */
+  private observe(key: string, holds: ReadonlyArray<{ token: string; renewCount: string; ttlMs: number }>, seenAt: number): number | null {
     const prev = this.observed.get(key) ?? new Map<string, Observed>()
     const next = new Map<string, Observed>()
     let first: number | null = null
@@ -244,7 +278,6 @@ export class PostgresStore implements LeaseStore {
   }
 
   private async claimOnce(req: ClaimRequest): Promise<ClaimAttempt> {
-    if (req.weight !== 1) throw new LeaseError('store_unsupported', 'weighted holds are not yet supported by the PostgreSQL store')
     let session: Session
     try {
       session = await this.holder()
@@ -273,6 +306,10 @@ export class PostgresStore implements LeaseStore {
         },
         metadata: req.metadata,
         lockTimeoutMs: this.o.lockTimeoutMs,
+        weight: req.weight,
+        fair: req.fair,
+        queue: req.fair && req.mode === 'wait',
+        place: placeOf(req.key, req.place)?.token ?? null,
       })
     } catch (err) {
       const o = claimOutcome(err)
@@ -281,9 +318,15 @@ export class PostgresStore implements LeaseStore {
     }
     const seenAt = this.now()
     if (r.outcome === 'busy') {
-      const recheckInMs = this.observe(req.key, r.holds, seenAt)
-      const opaque: PgWake = { key: req.key, limit: r.limit, holds: r.holds }
-      return { kind: 'busy', active: r.active, used: r.active, limit: r.limit, wake: { recheckInMs, opaque } }
+      const recheckInMs = this.observe(req.key, [...r.holds, ...r.observed], seenAt)
+      const opaque: PgWake = { key: req.key, limit: r.limit, holds: r.holds, ahead: r.ahead }
+      const busy: ClaimAttempt = { kind: 'busy', active: r.active, used: r.used, limit: r.limit, wake: { recheckInMs, opaque } }
+      if (r.place !== null) {
+        // The same place keeps the same object, so the engine keeps its watch.
+        const prev = placeOf(req.key, req.place)
+        busy.place = prev !== null && prev.token === r.place ? req.place : ({ key: req.key, token: r.place, weight: req.weight } satisfies PgPlace)
+      }
+      return busy
     }
     const fence = Number(r.fence)
     const lost = new AbortController()
@@ -301,7 +344,7 @@ export class PostgresStore implements LeaseStore {
     })
     // The session may have died while the answer travelled: the hold's witness is gone with it.
     if (!session.alive) this.lose(h, 'connection_lost')
-    const hold: Hold = { key: req.key, slot: r.slot, token: r.token, fence, weight: 1, recovered: null, signal: lost.signal, held: () => !h.ended && (h.heartbeat?.withinDeadline() ?? false), handle: h }
+    const hold: Hold = { key: req.key, slot: r.slot, token: r.token, fence, weight: req.weight, recovered: recoveredOf(r.recovered), signal: lost.signal, held: () => !h.ended && (h.heartbeat?.withinDeadline() ?? false), handle: h }
     return { kind: 'granted', hold }
   }
 
@@ -403,7 +446,7 @@ export class PostgresStore implements LeaseStore {
     return this.listener
   }
 
-  async watch(key: string, wake: WakeHint, onChange: () => void): Promise<KeyWatch | null> {
+  async watch(key: string, wake: WakeHint, onChange: () => void, place?: unknown): Promise<KeyWatch | null> {
     this.checkOpen()
     let listener: Listener | null
     try {
@@ -423,7 +466,12 @@ export class PostgresStore implements LeaseStore {
     } catch {
       return null
     }
-    const waiter = this.o.witness === 'session' ? new SessionLockWaiter(() => this.openTuned('waiter', () => undefined), this.o.schema, key, onChange) : null
+    // A queued waiter blocks on the place before its own (or, at the head, on a holder) and
+    // needs no turnstile: the queue already orders the waiters.
+    const pl = placeOf(key, place)
+    const queued = pl === null ? null : { token: pl.token, weight: pl.weight }
+    const waiter =
+      this.o.witness === 'session' ? new SessionLockWaiter(() => this.openTuned('waiter', () => undefined), this.o.schema, key, onChange, queued) : null
     if (waiter) this.waiters.add(waiter)
     let open = true
     const w: KeyWatch = {
@@ -438,7 +486,7 @@ export class PostgresStore implements LeaseStore {
       },
       update(next: WakeHint): void {
         const o = next.opaque as PgWake | undefined
-        if (o?.key === key) waiter?.arm(o.holds, o.limit)
+        if (o?.key === key) waiter?.arm(o.holds, o.limit, o.ahead)
       },
       close: (): void => {
         if (!open) return
@@ -453,6 +501,47 @@ export class PostgresStore implements LeaseStore {
     watchRef.current = w
     w.update(wake)
     return w
+  }
+
+  /**
+   * Gives a queue place up. Never fails for an outage: the place's session lock (its witness)
+   * ended with the session, or (expiry only) the place stops being renewed.
+   */
+  async leave(key: string, place: unknown): Promise<void> {
+    const p = placeOf(key, place)
+    if (p === null || this.closed) return
+    await this.track(
+      (async () => {
+        let session: Session
+        try {
+          session = await this.holder()
+        } catch (err) {
+          if (isOutage(err)) return
+          return rethrow(err)
+        }
+        try {
+          await calls.leave(session, this.o.schema, key, p.token, this.o.lockTimeoutMs)
+        } catch (err) {
+          if (isOutage(err) || !session.alive) return
+          return rethrow(err)
+        }
+      })(),
+    )
+  }
+
+  async prune(idleMs: number, dryRun: boolean): Promise<PruneReport> {
+    this.checkOpen()
+    return this.track(
+      (async () => {
+        const session = await this.holderOrThrow()
+        try {
+          const r = await calls.prune(session, this.o.schema, idleMs, dryRun, [], this.o.lockTimeoutMs)
+          return { dryRun, removed: r.removed, kept: r.kept }
+        } catch (err) {
+          return rethrow(err)
+        }
+      })(),
+    )
   }
 
   async listKeys(): Promise<string[]> {
@@ -495,7 +584,7 @@ function checkKeyText(key: string): void {
 
 function statusOf(key: string, ins: calls.Inspection, verbose: boolean): KeyStatus {
   const holders: HolderStatus[] = ins.holds.map((h) => {
-    const out: HolderStatus = { slot: h.slot, state: h.state === 'unknown' ? 'unverifiable' : h.state, weight: 1 }
+    const out: HolderStatus = { slot: h.slot, state: h.state === 'unknown' ? 'unverifiable' : h.state, weight: h.weight }
     if (verbose && h.verbose) {
       const v = h.verbose
       if (v.holder.pid !== undefined) out.pid = v.holder.pid
@@ -509,5 +598,5 @@ function statusOf(key: string, ins: calls.Inspection, verbose: boolean): KeyStat
     return out
   })
   holders.sort((a, b) => a.slot - b.slot)
-  return { key, active: ins.active, used: ins.active, waiting: 0, holders }
+  return { key, active: ins.active, used: ins.used, waiting: ins.waiting, holders }
 }

@@ -5,7 +5,7 @@
 import type { Queryable } from './queryable.js'
 
 /** Bumped whenever the tables or function signatures change; migrate() upgrades older schemas. */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 
 export const DEFAULT_SCHEMA = 'proclease'
 
@@ -87,9 +87,67 @@ export type ClaimFault =
   | 'asyncCommit'
   /** Release deletes the key's lowest-slot hold, whoever's token it carries. */
   | 'releaseIgnoresToken'
+  /** Prune judges and deletes a key without locking its gate row (and pauses between the two). */
+  | 'pruneIgnoresGate'
+  /** Prune pauses (pg_sleep 0.3 s) between judging a key and deleting it: a window for a claim. */
+  | 'prunePause'
 
 function literal(text: string): string {
   return `'${text.replace(/'/g, "''")}'`
+}
+
+/**
+ * Version 2 (issue 10): weighted holds, the key's queue of waiters (places), takeover notices and
+ * the key's last activity (for prune). Functions whose signature changed are dropped here and
+ * created again by functionsSql.
+ */
+function version2Sql(s: string): string {
+  return `
+ALTER TABLE ${s}.holds ADD COLUMN weight integer NOT NULL DEFAULT 1 CHECK (weight >= 1);
+-- Last grant or queue entry, written under the gate (prune's idle time, on the server's clock).
+ALTER TABLE ${s}.gates ADD COLUMN touched_at timestamptz NOT NULL DEFAULT clock_timestamp();
+-- A waiter's place in its key's queue. The ticket comes from the fence sequence, so places are
+-- ordered across sessions and a place's lock object never equals a live hold's. A place is
+-- witnessed like a hold: its waiter's session lock (lock_class, lock_object), or observed expiry
+-- of its renew count.
+CREATE TABLE ${s}.places (
+  ticket bigint PRIMARY KEY,
+  key text NOT NULL,
+  token uuid NOT NULL UNIQUE,
+  weight integer NOT NULL CHECK (weight >= 1),
+  lock_class integer NOT NULL,
+  lock_object integer NOT NULL,
+  witness text NOT NULL CHECK (witness IN ('session', 'none')),
+  ttl_ms integer NOT NULL CHECK (ttl_ms > 0),
+  renew_count bigint NOT NULL DEFAULT 0,
+  server_started timestamptz NOT NULL,
+  session_pid integer NOT NULL,
+  created_at timestamptz NOT NULL
+);
+CREATE INDEX places_key_ticket ON ${s}.places (key, ticket);
+-- What a hold removed on proof of its holder's death leaves for the key's next grant (S12).
+CREATE TABLE ${s}.notices (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  key text NOT NULL,
+  slot integer NOT NULL,
+  fence bigint NOT NULL,
+  weight integer NOT NULL,
+  holder_pid integer,
+  holder_argv0 text,
+  hostname text,
+  metadata jsonb NOT NULL,
+  acquired_at timestamptz NOT NULL,
+  noted_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX notices_key_id ON ${s}.notices (key, id);
+-- Last release or leave of a key: written outside the gate (a release never waits for it).
+CREATE TABLE ${s}.activity (
+  key text PRIMARY KEY,
+  at timestamptz NOT NULL
+);
+DROP FUNCTION IF EXISTS ${s}.claim(text, integer, integer, text, uuid[], bigint[], jsonb, jsonb, integer);
+DROP FUNCTION IF EXISTS ${s}.inspect(text, uuid[], bigint[], boolean);
+`
 }
 
 /** Tables and the sequence: version 1. */
@@ -159,59 +217,110 @@ CREATE OR REPLACE FUNCTION ${s}.channel(p_key text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $fn$ SELECT 'proclease_' || substr(encode(sha256(convert_to(${literal(schema)} || chr(31) || p_key, 'UTF8')), 'hex'), 1, 40) $fn$;
 
--- Judges one hold: 'alive', 'dead' (proven gone) or 'unknown' (no witness can speak: occupied).
-CREATE OR REPLACE FUNCTION ${s}.verdict(h ${s}.holds, p_expired_tokens uuid[], p_expired_counts bigint[])
+-- Judges one hold or place: 'alive', 'dead' (proven gone) or 'unknown' (no witness can speak:
+-- occupied). Holds and places are judged alike (the same two witnesses).
+CREATE OR REPLACE FUNCTION ${s}.judge(p_token uuid, p_renew_count bigint, p_witness text, p_server_started timestamptz,
+                                      p_session_pid integer, p_lock_class integer, p_lock_object integer,
+                                      p_expired_tokens uuid[], p_expired_counts bigint[])
 RETURNS text ${common}
 AS $fn$
 BEGIN
   -- (b) Observed expiry: the claimer saw this hold unrenewed for a whole TTL at this renew count.
   IF p_expired_tokens IS NOT NULL AND EXISTS (
        SELECT 1 FROM unnest(p_expired_tokens, p_expired_counts) AS e(token, renew_count)
-       WHERE e.token = h.token ${has('ignoreRenewCount') ? '' : 'AND e.renew_count = h.renew_count'}) THEN
+       WHERE e.token = p_token ${has('ignoreRenewCount') ? '' : 'AND e.renew_count = p_renew_count'}) THEN
     RETURN 'dead';
   END IF;
   -- (a) Session witness, only for holds of this server incarnation (after a restart every session
   -- lock is gone, whoever is alive).
-  IF h.witness <> 'session' OR h.server_started <> pg_postmaster_start_time() THEN
+  IF p_witness <> 'session' OR p_server_started <> pg_postmaster_start_time() THEN
     RETURN ${has('reclaimOnSuspicion') ? "'dead'" : "'unknown'"};
   END IF;
   ${
     has('ownSessionDead')
       ? ''
       : `-- Our own session's lock: the try-lock below would succeed (locks are re-entrant) and prove nothing.
-  IF h.session_pid = pg_backend_pid() AND EXISTS (
+  IF p_session_pid = pg_backend_pid() AND EXISTS (
        SELECT 1 FROM pg_locks l
-       WHERE l.locktype = 'advisory' AND l.pid = h.session_pid AND l.granted AND l.objsubid = 2
+       WHERE l.locktype = 'advisory' AND l.pid = p_session_pid AND l.granted AND l.objsubid = 2
          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-         AND l.classid = (h.lock_class::bigint & 4294967295)::oid AND l.objid = (h.lock_object::bigint & 4294967295)::oid) THEN
+         AND l.classid = (p_lock_class::bigint & 4294967295)::oid AND l.objid = (p_lock_object::bigint & 4294967295)::oid) THEN
     RETURN 'alive';
   END IF;`
   }
   -- Shared, so that judges and waiters blocked on the lock (also shared) never disturb each other;
   -- only the holder's exclusive session lock conflicts.
-  IF pg_try_advisory_xact_lock_shared(${has('wrongLockKey') ? 'h.lock_object, h.lock_class' : 'h.lock_class, h.lock_object'}) THEN
+  IF pg_try_advisory_xact_lock_shared(${has('wrongLockKey') ? 'p_lock_object, p_lock_class' : 'p_lock_class, p_lock_object'}) THEN
     RETURN 'dead';
   END IF;
   RETURN 'alive';
 END
 $fn$;
 
+-- A hold's verdict.
+CREATE OR REPLACE FUNCTION ${s}.verdict(h ${s}.holds, p_expired_tokens uuid[], p_expired_counts bigint[])
+RETURNS text ${common}
+AS $fn$
+BEGIN
+  RETURN ${s}.judge(h.token, h.renew_count, h.witness, h.server_started, h.session_pid, h.lock_class, h.lock_object,
+                    p_expired_tokens, p_expired_counts);
+END
+$fn$;
+
+-- A place's verdict: its waiter is judged like a holder.
+CREATE OR REPLACE FUNCTION ${s}.place_verdict(p ${s}.places, p_expired_tokens uuid[], p_expired_counts bigint[])
+RETURNS text ${common}
+AS $fn$
+BEGIN
+  RETURN ${s}.judge(p.token, p.renew_count, p.witness, p.server_started, p.session_pid, p.lock_class, p.lock_object,
+                    p_expired_tokens, p_expired_counts);
+END
+$fn$;
+
+-- The notice a hold removed on proof of its holder's death leaves for the key's next grant.
+CREATE OR REPLACE FUNCTION ${s}.note_dead(h ${s}.holds)
+RETURNS void ${common}
+AS $fn$
+BEGIN
+  INSERT INTO ${s}.notices (key, slot, fence, weight, holder_pid, holder_argv0, hostname, metadata, acquired_at)
+  VALUES (h.key, h.slot, h.fence, h.weight, h.holder_pid, h.holder_argv0, h.hostname, h.metadata, h.acquired_at);
+END
+$fn$;
+
 -- A claim: one call, one round trip, one transaction. Steps as in docs/postgres.md.
+-- p_fair: keep to the key's queue; p_queue: take a place when busy (a fair waiting claim);
+-- p_place: the place a previous busy answer gave this acquire, or NULL.
 CREATE OR REPLACE FUNCTION ${s}.claim(
-  p_key text, p_limit integer, p_ttl_ms integer, p_witness text,
+  p_key text, p_limit integer, p_weight integer, p_ttl_ms integer, p_witness text,
   p_expired_tokens uuid[], p_expired_counts bigint[],
-  p_holder jsonb, p_metadata jsonb, p_lock_timeout_ms integer)
+  p_holder jsonb, p_metadata jsonb, p_lock_timeout_ms integer,
+  p_fair boolean, p_queue boolean, p_place uuid)
 RETURNS TABLE (outcome text, slot integer, fence bigint, token uuid, lock_class integer, lock_object integer,
-               active integer, lim integer, reclaimed integer, holds jsonb)
+               active integer, used integer, lim integer, reclaimed integer, holds jsonb,
+               place uuid, ahead jsonb, observed jsonb, recovered jsonb)
 ${common}
 AS $fn$
 DECLARE
   h ${s}.holds;
+  p ${s}.places;
+  v_mine ${s}.places;
+  v_prev ${s}.places;
   v_verdict text;
   v_alive integer := 0;
+  v_used bigint := 0;
   v_reclaimed integer := 0;
   v_slot integer := 0;
   v_busy jsonb := '[]'::jsonb;
+  v_observed jsonb := '[]'::jsonb;
+  v_waiting integer := 0;
+  v_before integer := 0;
+  v_found boolean := false;
+  v_has_prev boolean := false;
+  v_new_place boolean := false;
+  v_place uuid;
+  v_ahead jsonb;
+  v_ticket bigint;
+  v_recovered jsonb;
   v_fence bigint;
   v_token uuid;
   v_class integer;
@@ -229,15 +338,17 @@ BEGIN
   END IF;`
   }
   IF p_key IS NULL OR length(p_key) NOT BETWEEN 1 AND 256 OR p_limit IS NULL OR p_limit < 1
+     OR p_weight IS NULL OR p_weight < 1 OR p_weight > p_limit
      OR p_ttl_ms IS NULL OR p_ttl_ms < 1 OR p_witness IS NULL OR p_witness NOT IN ('session', 'none')
-     OR p_lock_timeout_ms IS NULL OR p_lock_timeout_ms < 1
+     OR p_lock_timeout_ms IS NULL OR p_lock_timeout_ms < 1 OR p_fair IS NULL OR p_queue IS NULL
      OR coalesce(cardinality(p_expired_tokens), 0) <> coalesce(cardinality(p_expired_counts), 0) THEN
     RAISE EXCEPTION 'proclease: invalid claim arguments' USING ERRCODE = '${SQLSTATE.invalidArgument}';
   END IF;
   PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
   ${durable}
 
-  -- 1. The key's gate: its row, locked in its own statement (created on first use).
+  -- 1. The key's gate: its row, locked in its own statement (created on first use, or again
+  -- after a prune removed it).
   ${
     has('noGate')
       ? ''
@@ -249,15 +360,17 @@ BEGIN
   }
 
   -- 2. Lock every hold of the key, in slot order; a hold being renewed is waited for and counted.
-  -- 3. Judge each with the two witnesses. 4. Delete the proven dead, count the rest (slots at or
-  -- above a lowered limit count too), and find the lowest free slot below the limit.
+  -- 3. Judge each with the two witnesses. 4. Delete the proven dead (each leaves a notice), count
+  -- the rest and their weights (slots at or above a lowered limit count too), and find the
+  -- lowest free slot below the limit.
   FOR h IN SELECT * FROM ${s}.holds x WHERE x.key = p_key ORDER BY x.slot FOR UPDATE${has('skipLocked') ? ' SKIP LOCKED' : ''} LOOP
     v_verdict := ${s}.verdict(h, p_expired_tokens, p_expired_counts);
     IF v_verdict = 'dead' THEN
       DELETE FROM ${s}.holds x WHERE x.key = p_key AND x.slot = h.slot;
+      PERFORM ${s}.note_dead(h);
       v_reclaimed := v_reclaimed + 1;
     ELSE
-      ${has('countBelowLimit') ? 'IF h.slot < p_limit THEN v_alive := v_alive + 1; END IF;' : 'v_alive := v_alive + 1;'}
+      ${has('countBelowLimit') ? 'IF h.slot < p_limit THEN v_alive := v_alive + 1; v_used := v_used + h.weight; END IF;' : 'v_alive := v_alive + 1; v_used := v_used + h.weight;'}
       IF h.slot = v_slot THEN v_slot := v_slot + 1; END IF;
       v_busy := v_busy || jsonb_build_object(
         'token', h.token, 'renewCount', h.renew_count::text, 'ttlMs', h.ttl_ms, 'witness', h.witness,
@@ -266,13 +379,73 @@ BEGIN
     END IF;
   END LOOP;
 
-  IF v_alive >= p_limit${has('overAdmit') ? ' + 1' : ''} THEN
+  -- 5. The queue (fair claims only): judge every place like a hold, delete the proven gone, find
+  -- ours and the live places before it. Places whose waiter no witness speaks for are returned
+  -- for the claimer to observe (their expiry, like a hold's).
+  IF p_fair THEN
+    FOR p IN SELECT * FROM ${s}.places x WHERE x.key = p_key ORDER BY x.ticket LOOP
+      v_verdict := ${s}.place_verdict(p, p_expired_tokens, p_expired_counts);
+      IF v_verdict = 'dead' THEN
+        DELETE FROM ${s}.places x WHERE x.ticket = p.ticket;
+        CONTINUE;
+      END IF;
+      v_waiting := v_waiting + 1;
+      IF p_place IS NOT NULL AND p.token = p_place THEN
+        v_mine := p;
+        v_found := true;
+      ELSIF NOT v_found THEN
+        v_before := v_before + 1;
+        v_prev := p;
+        v_has_prev := true;
+        IF v_verdict = 'unknown' THEN
+          v_observed := v_observed || jsonb_build_object('token', p.token, 'renewCount', p.renew_count::text, 'ttlMs', p.ttl_ms);
+        END IF;
+      END IF;
+    END LOOP;
+  END IF;
+
+  -- 6. Busy unless the weight fits and (fair) no live place comes first: a claim with a place
+  -- waits for the places before it, one without waits for every place.
+  IF v_used + p_weight > p_limit${has('overAdmit') ? ' + 1' : ''}
+     OR (p_fair AND ((v_found AND v_before > 0) OR (NOT v_found AND v_waiting > 0))) THEN
+    IF v_found THEN
+      v_place := v_mine.token;
+      -- A place no session witness speaks for stays only while its waiter keeps claiming.
+      IF v_mine.witness <> 'session' THEN
+        UPDATE ${s}.places x SET renew_count = x.renew_count + 1 WHERE x.ticket = v_mine.ticket;
+      END IF;
+    ELSIF p_fair AND p_queue THEN
+      -- A new place at the end of the queue.
+      BEGIN
+        v_ticket := nextval(${literal(`${s}.fences`)});
+      EXCEPTION WHEN sequence_generator_limit_exceeded THEN
+        RAISE EXCEPTION 'proclease: the fence sequence is exhausted' USING ERRCODE = '${SQLSTATE.fenceExhausted}';
+      END;
+      v_class := ${literal(schema)}::regnamespace::oid::bigint::bit(32)::integer;
+      v_object := (v_ticket & 4294967295)::bit(32)::integer;
+      v_place := gen_random_uuid();
+      INSERT INTO ${s}.places (ticket, key, token, weight, lock_class, lock_object, witness, ttl_ms, server_started,
+                               session_pid, created_at)
+      VALUES (v_ticket, p_key, v_place, p_weight, v_class, v_object, p_witness, p_ttl_ms, pg_postmaster_start_time(),
+              pg_backend_pid(), clock_timestamp());
+      UPDATE ${s}.gates g SET touched_at = clock_timestamp() WHERE g.key = p_key;
+      v_new_place := true;
+    END IF;
+    -- The wake hint: the place just before ours, when its waiter's session lock witnesses it.
+    IF v_place IS NOT NULL AND v_has_prev AND v_prev.witness = 'session' AND v_prev.server_started = pg_postmaster_start_time() THEN
+      v_ahead := jsonb_build_object('lockClass', v_prev.lock_class, 'lockObject', v_prev.lock_object);
+    END IF;
+    -- A new place's session lock, last: it survives a rollback.
+    IF v_new_place AND p_witness = 'session' AND NOT pg_try_advisory_lock(v_class, v_object) THEN
+      RAISE EXCEPTION 'proclease: advisory lock (%, %) is held by another session', v_class, v_object
+        USING ERRCODE = '${SQLSTATE.lockIdTaken}';
+    END IF;
     RETURN QUERY SELECT 'busy'::text, NULL::integer, NULL::bigint, NULL::uuid, NULL::integer, NULL::integer,
-                        v_alive, p_limit, v_reclaimed, v_busy;
+                        v_alive, v_used::integer, p_limit, v_reclaimed, v_busy, v_place, v_ahead, v_observed, NULL::jsonb;
     RETURN;
   END IF;
 
-  -- 4 (cont.). The fence; the sequence ends at 2^53 - 1.
+  -- 7. The fence; the sequence ends at 2^53 - 1.
   BEGIN
     v_fence := nextval(${literal(`${s}.fences`)});
   EXCEPTION WHEN sequence_generator_limit_exceeded THEN
@@ -285,27 +458,124 @@ BEGIN
   v_now := clock_timestamp();
   INSERT INTO ${s}.holds (key, slot, token, fence, lock_class, lock_object, witness, ttl_ms, server_started,
                           session_pid, session_started, holder_pid, holder_starttime, holder_argv0, hostname,
-                          boot_id, machine_id, pid_namespace, metadata, acquired_at, renewed_at)
+                          boot_id, machine_id, pid_namespace, metadata, acquired_at, renewed_at, weight)
   VALUES (p_key, v_slot, v_token, v_fence, v_class, v_object, p_witness, p_ttl_ms, pg_postmaster_start_time(),
           pg_backend_pid(), (SELECT a.backend_start FROM pg_stat_get_activity(pg_backend_pid()) a),
           (p_holder->>'pid')::integer, p_holder->>'starttime', p_holder->>'argv0', p_holder->>'hostname',
           p_holder->>'bootId', p_holder->>'machineId', p_holder->>'pidNamespace',
-          coalesce(p_metadata, '{}'::jsonb), v_now, v_now);
+          coalesce(p_metadata, '{}'::jsonb), v_now, v_now, p_weight);
 
-  -- Holds were freed beyond the one taken: wake other waiters.
-  IF v_reclaimed > 0 AND v_alive + 1 < p_limit THEN
+  -- 8. The oldest takeover notice of the key goes with this grant (under the gate: to one grant).
+  DELETE FROM ${s}.notices n
+   WHERE n.id = (SELECT m.id FROM ${s}.notices m WHERE m.key = p_key ORDER BY m.id LIMIT 1)
+  RETURNING jsonb_build_object(
+    'slot', n.slot, 'pid', n.holder_pid, 'hostname', n.hostname, 'argv0', n.holder_argv0,
+    'acquiredAt', to_char(n.acquired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'fence', n.fence::text, 'weight', n.weight, 'metadata', n.metadata) INTO v_recovered;
+
+  -- Our place, served.
+  IF v_found THEN
+    DELETE FROM ${s}.places x WHERE x.ticket = v_mine.ticket;
+  END IF;
+  UPDATE ${s}.gates g SET touched_at = v_now WHERE g.key = p_key;
+
+  -- Holds were freed, or the queue moved, with capacity left: wake other waiters.
+  IF (v_reclaimed > 0 OR v_found) AND v_used + p_weight < p_limit THEN
     PERFORM pg_notify(${s}.channel(p_key), 'reclaimed');
   END IF;
 
-  -- 5. Last: the holder's session lock. It survives a rollback, so nothing that can fail may follow.
+  -- 9. Last: the holder's session lock. It survives a rollback, so nothing that can fail may follow.
   IF p_witness = 'session' AND NOT pg_try_advisory_lock(v_class, v_object) THEN
     RAISE EXCEPTION 'proclease: advisory lock (%, %) is held by another session', v_class, v_object
       USING ERRCODE = '${SQLSTATE.lockIdTaken}';
   END IF;
+  -- Our place's lock, after everything that can fail: unlocking it wakes the waiter behind us.
+  IF v_found AND v_mine.witness = 'session' AND v_mine.session_pid = pg_backend_pid() THEN
+    PERFORM pg_advisory_unlock(v_mine.lock_class, v_mine.lock_object);
+  END IF;
 
-  -- 6. Granted.
+  -- 10. Granted.
   RETURN QUERY SELECT 'granted'::text, v_slot, v_fence, v_token, v_class, v_object,
-                      v_alive + 1, p_limit, v_reclaimed, NULL::jsonb;
+                      v_alive + 1, (v_used + p_weight)::integer, p_limit, v_reclaimed, NULL::jsonb,
+                      NULL::uuid, NULL::jsonb, NULL::jsonb, v_recovered;
+END
+$fn$;
+
+-- Gives a place up (an acquire ended unserved): deletes it, drops its session lock when this
+-- session holds it (which wakes the waiter behind it), and NOTIFYs the key.
+CREATE OR REPLACE FUNCTION ${s}.leave(p_key text, p_place uuid, p_lock_timeout_ms integer)
+RETURNS boolean
+${common}
+AS $fn$
+DECLARE
+  v_place ${s}.places;
+BEGIN
+  PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+  ${durable}
+  DELETE FROM ${s}.places x WHERE x.key = p_key AND x.token = p_place RETURNING x.* INTO v_place;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  INSERT INTO ${s}.activity AS a (key, at) VALUES (p_key, clock_timestamp())
+    ON CONFLICT ON CONSTRAINT activity_pkey DO UPDATE SET at = EXCLUDED.at;
+  IF v_place.witness = 'session' AND v_place.session_pid = pg_backend_pid() AND EXISTS (
+       SELECT 1 FROM pg_locks l
+       WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 2
+         AND l.mode = 'ExclusiveLock'
+         AND l.classid = (v_place.lock_class::bigint & 4294967295)::oid AND l.objid = (v_place.lock_object::bigint & 4294967295)::oid) THEN
+    PERFORM pg_advisory_unlock(v_place.lock_class, v_place.lock_object);
+  END IF;
+  PERFORM pg_notify(${s}.channel(p_key), 'left');
+  RETURN true;
+END
+$fn$;
+
+-- Live places of a key (judged, nothing changed): what status shows as waiting.
+CREATE OR REPLACE FUNCTION ${s}.waiting(p_key text, p_expired_tokens uuid[], p_expired_counts bigint[])
+RETURNS integer ${common}
+AS $fn$
+BEGIN
+  RETURN (SELECT count(*)::integer FROM ${s}.places x
+           WHERE x.key = p_key AND ${s}.place_verdict(x, p_expired_tokens, p_expired_counts) <> 'dead');
+END
+$fn$;
+
+-- Removes keys with no hold and no live place, idle for p_idle_ms on the server's clock: their
+-- gate, places, notices and activity rows. A key whose gate a claim holds is skipped (in use).
+-- Fences come from the schema's sequence, which this never touches: they never go back.
+CREATE OR REPLACE FUNCTION ${s}.prune(p_idle_ms double precision, p_dry_run boolean,
+                                      p_expired_tokens uuid[], p_expired_counts bigint[], p_lock_timeout_ms integer)
+RETURNS TABLE (removed text[], kept integer)
+${common}
+AS $fn$
+DECLARE
+  g ${s}.gates;
+  v_total integer;
+  v_cut timestamptz;
+BEGIN
+  PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+  ${durable}
+  removed := '{}';
+  v_cut := clock_timestamp() - make_interval(secs => p_idle_ms / 1000.0);
+  SELECT count(*)::integer INTO v_total FROM ${s}.gates;
+  FOR g IN SELECT * FROM ${s}.gates x ORDER BY x.key${has('pruneIgnoresGate') ? '' : ' FOR UPDATE SKIP LOCKED'} LOOP
+    -- Holds first, then activity: a release committing in between is seen one way or the other.
+    CONTINUE WHEN g.touched_at > v_cut;
+    CONTINUE WHEN EXISTS (SELECT 1 FROM ${s}.holds h WHERE h.key = g.key);
+    CONTINUE WHEN EXISTS (SELECT 1 FROM ${s}.activity a WHERE a.key = g.key AND a.at > v_cut);
+    CONTINUE WHEN EXISTS (SELECT 1 FROM ${s}.places x WHERE x.key = g.key
+                           AND ${s}.place_verdict(x, p_expired_tokens, p_expired_counts) <> 'dead');
+    ${has('pruneIgnoresGate') || has('prunePause') ? 'PERFORM pg_sleep(0.3);' : ''}
+    removed := removed || g.key;
+    IF NOT p_dry_run THEN
+      DELETE FROM ${s}.places x WHERE x.key = g.key;
+      DELETE FROM ${s}.notices n WHERE n.key = g.key;
+      DELETE FROM ${s}.activity a WHERE a.key = g.key;
+      DELETE FROM ${s}.gates x WHERE x.key = g.key;
+    END IF;
+  END LOOP;
+  kept := v_total - cardinality(removed);
+  RETURN NEXT;
 END
 $fn$;
 
@@ -347,6 +617,8 @@ BEGIN
     unlocked := pg_advisory_unlock(v_class, v_object);
   END IF;
   IF released THEN
+    INSERT INTO ${s}.activity AS a (key, at) VALUES (p_key, clock_timestamp())
+      ON CONFLICT ON CONSTRAINT activity_pkey DO UPDATE SET at = EXCLUDED.at;
     PERFORM pg_notify(${s}.channel(p_key), 'released');
   END IF;
   RETURN NEXT;
@@ -375,7 +647,7 @@ RETURNS TABLE (slot integer, state text, fence bigint, token uuid, renew_count b
                session_witness boolean, lock_class integer, lock_object integer, session_pid integer,
                session_started timestamptz, holder_pid integer, holder_starttime text, holder_argv0 text,
                hostname text, boot_id text, machine_id text, pid_namespace text, metadata jsonb,
-               acquired_at timestamptz, renewed_at timestamptz)
+               acquired_at timestamptz, renewed_at timestamptz, weight integer)
 ${common}
 AS $fn$
 DECLARE
@@ -383,6 +655,7 @@ DECLARE
 BEGIN
   FOR h IN SELECT * FROM ${s}.holds x WHERE x.key = p_key ORDER BY x.slot LOOP
     slot := h.slot;
+    weight := h.weight;
     state := ${s}.verdict(h, p_expired_tokens, p_expired_counts);
     fence := h.fence;
     token := h.token;
@@ -438,12 +711,14 @@ BEGIN
     FOR h IN SELECT * FROM ${s}.holds x WHERE x.key = p_key ORDER BY x.slot FOR UPDATE LOOP
       IF ${s}.verdict(h, p_expired_tokens, p_expired_counts) = 'dead' THEN
         DELETE FROM ${s}.holds x WHERE x.key = p_key AND x.slot = h.slot;
+        PERFORM ${s}.note_dead(h);
         reclaimed_slots := reclaimed_slots || h.slot;
         reclaimed_fences := reclaimed_fences || h.fence;
       ELSE
         remaining := remaining + 1;
       END IF;
     END LOOP;
+    DELETE FROM ${s}.places x WHERE x.key = p_key AND ${s}.place_verdict(x, p_expired_tokens, p_expired_counts) = 'dead';
     IF cardinality(reclaimed_slots) > 0 THEN
       PERFORM pg_notify(${s}.channel(p_key), 'reclaimed');
     END IF;
@@ -462,10 +737,10 @@ $fn$;
 `
 }
 
-/** Steps from version n-1 to n, index n-1. Version 1 creates everything. */
+/** Steps from version n-1 to n, index n-1. Version 1 creates the tables, later ones change them. */
 function migrationSteps(schema: string): string[] {
   const s = quoteSchema(schema)
-  return [tablesSql(s)]
+  return [tablesSql(s), version2Sql(s)]
 }
 
 interface VersionRow {
@@ -507,6 +782,11 @@ export interface MigrateOptions {
   lockTimeoutMs?: number
   /** Test seam: skip the advisory lock that serializes concurrent first uses. */
   unserialized?: boolean
+  /**
+   * Test seam: stop at this older version (its tables only: no functions are installed), to show
+   * that an upgrade from it keeps what it stored.
+   */
+  toVersion?: number
 }
 
 /**
@@ -522,10 +802,14 @@ export async function migrate(client: Queryable, schema: string = DEFAULT_SCHEMA
     throw new PostgresSchemaError('invalid_argument', 'lockTimeoutMs must be a positive integer')
   }
   // Fast path: already current (one round trip, no lock).
+  const target = options.toVersion ?? SCHEMA_VERSION
+  if (!Number.isSafeInteger(target) || target < 1 || target > SCHEMA_VERSION) {
+    throw new PostgresSchemaError('invalid_argument', `toVersion must be an integer in 1..${SCHEMA_VERSION}`)
+  }
   const seen = await storedVersion(client, schema)
   if (seen !== null) {
     refuseNewer(schema, seen)
-    if (seen === SCHEMA_VERSION) return
+    if (seen >= target) return
   }
   await client.query('BEGIN')
   try {
@@ -536,20 +820,20 @@ export async function migrate(client: Queryable, schema: string = DEFAULT_SCHEMA
     const current = await storedVersion(client, schema)
     if (current !== null) refuseNewer(schema, current)
     const from = current ?? 0
-    if (from < SCHEMA_VERSION) {
+    if (from < target) {
       if (current === null) await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`)
       const steps = migrationSteps(schema)
-      for (let v = from + 1; v <= SCHEMA_VERSION; v++) {
+      for (let v = from + 1; v <= target; v++) {
         const step = steps[v - 1]
         if (step === undefined) throw new Error(`no migration step to version ${v}`)
         await client.query(step)
         await client.query(`INSERT INTO ${s}.migrations (version) VALUES ($1)`, [v])
       }
-      await client.query(functionsSql(schema))
+      if (target === SCHEMA_VERSION) await client.query(functionsSql(schema))
       await client.query(
         `INSERT INTO ${s}.schema_version (singleton, version) VALUES (true, $1)
          ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version`,
-        [SCHEMA_VERSION],
+        [target],
       )
     }
     await client.query('COMMIT')

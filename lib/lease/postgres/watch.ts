@@ -1,12 +1,15 @@
 // Waking a waiter: LISTEN on the key's channel (a release NOTIFYs it) on one listening session per
 // store, and blocking on a holder's session lock on a session of its own
 // (`pg_advisory_xact_lock_shared` returns the moment the holder releases or its session ends).
-// One waiter per key blocks on the holder at a time: the one that owns the key's turnstile, a
-// session-level advisory lock that PostgreSQL grants to its waiters in FIFO order. The others
-// queue for the turnstile and are woken when they get it, so a hand-off wakes one waiter, not
-// all of them at once. All of it is a hint: the waiter's next claim judges again.
+// One waiter per key blocks on the holder at a time, so a hand-off wakes one waiter, not all of
+// them at once. A fair waiter has a place in the key's queue (a row, witnessed by a session lock):
+// it blocks on the place just before its own, and only the head of the queue blocks on a holder;
+// serving, leaving or dying frees a place's lock and wakes the one waiter behind it. A waiter
+// without a place (fair: false) queues for the key's turnstile, a session-level advisory lock that
+// PostgreSQL grants to its waiters in FIFO order, and only the turnstile's owner blocks on a
+// holder. All of it is a hint: the waiter's next claim judges again.
 import type { LockKey, BusyHold, PeekedHold } from './calls.js'
-import { TURNSTILE_LOCK_CLASS, channelFor, peekHolds, turnstileText } from './calls.js'
+import { TURNSTILE_LOCK_CLASS, channelFor, peekHolds, peekQueue, turnstileText } from './calls.js'
 import type { Session } from './session.js'
 
 /** Bound on one blocking wait for a holder's session lock; the next busy answer blocks again. */
@@ -75,9 +78,10 @@ function targetOf(holds: ReadonlyArray<BusyHold | PeekedHold>): Target | null {
 }
 
 /**
- * A waiter's own session: queues for the key's turnstile, then (owning it) blocks on one holder's
- * session lock at a time and calls back when that wait returns. The turnstile is held until the
- * waiter ends (its session ends with it, and so does a crashed waiter's).
+ * A waiter's own session: queues for the key's turnstile (unless `queued`: it has a place in the
+ * key's queue), then (owning it) blocks on one holder's session lock — or, queued behind another
+ * place, on that place's lock — at a time and calls back when that wait returns. The turnstile is
+ * held until the waiter ends (its session ends with it, and so does a crashed waiter's).
  *   queued   — waiting for the turnstile: its wake is the turnstile (covered);
  *   peeking  — owns it, reading the key's holds to know whom to block on (covered);
  *   blocking — owns it, blocked on `current` (covered when that is the only hold);
@@ -98,7 +102,15 @@ export class SessionLockWaiter {
     private readonly schema: string,
     private readonly key: string,
     private readonly onReturn: () => void,
+    /** The waiter's place in the key's queue, if it has one: no turnstile; the queue orders the waiters. */
+    private readonly place: { token: string; weight: number } | null = null,
   ) {}
+
+  private get queued(): boolean {
+    return this.place !== null
+  }
+
+  private limit = 1
 
   /** Every change that could free a slot wakes this waiter (expiry aside, see recheckInMs). */
   get covered(): boolean {
@@ -114,16 +126,27 @@ export class SessionLockWaiter {
     }
   }
 
-  /** Follows the latest busy answer: starts queueing, or (woken owner) blocks on its first hold. */
-  arm(holds: readonly BusyHold[], limit: number): void {
+  /**
+   * Follows the latest busy answer: starts queueing, or (woken owner) blocks on its first hold;
+   * a queued waiter blocks on the place ahead of it (its only way forward) or, at the head, on a hold.
+   */
+  arm(holds: readonly BusyHold[], limit: number, ahead: LockKey | null = null): void {
     if (this.ended) return
+    this.limit = limit
+    const t: Target | null = this.queued && ahead !== null ? { lock: ahead, coversAll: true } : targetOf(holds)
     if (this.phase === 'idle') {
+      if (this.queued) {
+        // The lock wait is level-triggered: a place or hold gone before we block returns at once.
+        this.phase = t === null ? 'owning' : 'blocking'
+        this.current = t
+        void this.runQueued(t)
+        return
+      }
       this.phase = 'queued'
       void this.run(limit)
       return
     }
     if (this.phase !== 'woken' && this.phase !== 'owning') return
-    const t = targetOf(holds)
     const resume = this.next
     if (t === null || resume === null) {
       this.phase = 'owning'
@@ -191,6 +214,65 @@ export class SessionLockWaiter {
       // meanwhile, and the next busy answer queues again on a new session.
       this.reset()
     }
+  }
+
+  /** A queued waiter: no turnstile; blocks on what the busy answers name, one at a time. */
+  private async runQueued(first: Target | null): Promise<void> {
+    try {
+      const s = await this.open()
+      if (this.ended) {
+        await s.end()
+        return
+      }
+      this.session = s
+      await s.query(
+        `SELECT set_config('statement_timeout', $1, false),
+                CASE WHEN current_setting('server_version_num')::integer >= 140000
+                     THEN set_config('client_connection_check_interval', $2, false) END`,
+        [String(BLOCK_STATEMENT_MS), String(CONNECTION_CHECK_MS)],
+      )
+      const bound = BLOCK_STATEMENT_MS + s.callTimeoutMs
+      let t: Target | null = first
+      if (t === null) {
+        // No target yet: wait (without calling back) for a busy answer that names one.
+        t = await new Promise<Target>((resolve) => {
+          this.next = resolve
+        })
+      }
+      for (;;) {
+        if (this.ended) return
+        if (t === null) {
+          t = await this.wake()
+          continue
+        }
+        this.phase = 'blocking'
+        this.current = t
+        try {
+          await s.query('SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)', [t.lock.classId, t.lock.objectId], bound)
+        } catch (err) {
+          if (!statementTimedOut(err)) throw err
+          continue
+        }
+        // Whatever we waited for is gone. Only when our turn may have come does the engine claim:
+        // a waiter whose predecessor was just served blocks again without a claim (one wake per
+        // hand-off, as with the turnstile).
+        t = await this.nextInQueue(s)
+      }
+    } catch {
+      this.reset()
+    }
+  }
+
+  /** After a wait returned: what to block on next, or null when our turn may have come. */
+  private async nextInQueue(s: Session): Promise<Target | null> {
+    const place = this.place
+    if (place === null) return null
+    this.phase = 'peeking'
+    const q = await peekQueue(s, this.schema, this.key, place.token)
+    if (!q.mine) return null
+    if (q.ahead !== null) return q.ahead.sessionWitness ? { lock: q.ahead.lock, coversAll: true } : null
+    if (q.used + place.weight <= this.limit) return null
+    return targetOf(q.holds)
   }
 
   /** Calls back and waits for the next busy answer to name a hold to block on. */

@@ -92,6 +92,38 @@ describe('migrate', () => {
     await expect(c.query('SELECT 1')).resolves.toBeTruthy()
   })
 
+  it('upgrades a version 1 schema in place: its gates, holds and fences are kept', async () => {
+    const c = await connect()
+    const schema = newName()
+    const s = quoteSchema(schema)
+    await migrate(c, schema, { toVersion: 1 })
+    expect(await count(c, `SELECT version AS n FROM ${s}.schema_version`)).toBe(1)
+    // A version 1 hold of a holder that can no longer be judged (witness none): it must still count.
+    await c.query(`INSERT INTO ${s}.gates (key) VALUES ('old')`)
+    await c.query(`SELECT setval('${s}.fences', 41)`)
+    await c.query(
+      `INSERT INTO ${s}.holds (key, slot, token, fence, lock_class, lock_object, witness, ttl_ms, server_started, session_pid,
+                               acquired_at, renewed_at)
+       VALUES ('old', 0, gen_random_uuid(), 41, 1, 41, 'none', 600000, pg_postmaster_start_time(), 1, now(), now())`,
+    )
+    await migrate(c, schema)
+    expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(2)
+    expect(await count(c, `SELECT version AS n FROM ${s}.schema_version`)).toBe(SCHEMA_VERSION)
+    expect(await count(c, `SELECT count(*)::int AS n FROM ${s}.migrations`)).toBe(SCHEMA_VERSION)
+    expect(await count(c, `SELECT weight AS n FROM ${s}.holds WHERE key = 'old'`)).toBe(1)
+    const claim = async (limit: number): Promise<{ outcome: string; fence: string | null; used: number }> => {
+      const r = await c.query<{ outcome: string; fence: string | null; used: number }>(
+        `SELECT outcome, fence::text AS fence, used FROM ${s}.claim('old', $1, 1, 60000, 'none', '{}', '{}', '{}', '{}', 1000, true, false, NULL)`,
+        [limit],
+      )
+      return r.rows[0] as { outcome: string; fence: string | null; used: number }
+    }
+    expect(await claim(1)).toMatchObject({ outcome: 'busy', used: 1 })
+    const granted = await claim(2)
+    expect(granted).toMatchObject({ outcome: 'granted', used: 2 })
+    expect(Number(granted.fence)).toBeGreaterThan(41)
+  })
+
   it('refuses a schema stored by a newer release, changing nothing', async () => {
     const c = await connect()
     const schema = newName()

@@ -1,6 +1,8 @@
-// One wake per hand-off on the PostgreSQL store (issue 9): waiters queue for the key's turnstile
-// and only its owner blocks on the holder, so a release wakes one waiter, not every one of them;
-// and a SIGKILLed owner's turnstile goes with its session to the next waiter.
+// One wake per hand-off on the PostgreSQL store (issues 9, 10): fair waiters block on the place
+// ahead of theirs in the key's queue and only the head blocks on the holder; barging waiters
+// (fair: false) queue for the key's turnstile and only its owner blocks on the holder. Either way
+// a release wakes one waiter, not every one of them; and a SIGKILLed turnstile owner's turnstile
+// goes with its session to the next waiter.
 import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
@@ -72,7 +74,7 @@ async function locks(admin: pg.Client, schema: string): Promise<LockView> {
 }
 
 describe('PostgreSQL store: the turnstile', () => {
-  it('wakes at most one of three waiters per hand-off', async () => {
+  it.each([true, false])('wakes at most one of three waiters per hand-off (fair: %s)', async (fair) => {
     const admin = await connect()
     // A TTL far beyond the test: no expiry recheck wakes anyone.
     const o: Opts = { connectionString: connectionString(), schema: await freshSchema(admin), ttlMs: 120_000 }
@@ -84,7 +86,7 @@ describe('PostgreSQL store: the turnstile', () => {
     // Three acquires always pending: a granted waiter's store asks again at once.
     const pending = new Map<CountingStore, Promise<Lease>>()
     const ask = (s: CountingStore): void => {
-      const p = acquireLease({ key: k, limit: 1, store: s, waitMs: 60_000 })
+      const p = acquireLease({ key: k, limit: 1, store: s, waitMs: 60_000, fair })
       // A failed test closes the stores under it: that rejection is not this test's finding.
       p.catch(() => undefined)
       pending.set(s, p)
@@ -119,7 +121,7 @@ describe('PostgreSQL store: the turnstile', () => {
     }
   })
 
-  it('a SIGKILLed turnstile owner does not strand the waiters queued behind it', async () => {
+  it('a SIGKILLed turnstile owner does not strand the waiters queued behind it (fair: false)', async () => {
     const admin = await connect()
     const o: Opts = { connectionString: connectionString(), schema: await freshSchema(admin), ttlMs: 120_000 }
     const k = `k-${randomBytes(4).toString('hex')}`
@@ -129,13 +131,13 @@ describe('PostgreSQL store: the turnstile', () => {
     // The first waiter, in a process of its own: it gets the turnstile and blocks on the holder.
     const owner = new JsonChild('../postgres/fixtures/store-agent.mjs', [await leaseLib(), JSON.stringify(o)])
     await owner.expect('ready')
-    owner.send({ op: 'acquire', opts: { key: k, limit: 1, waitMs: 60_000 } })
+    owner.send({ op: 'acquire', opts: { key: k, limit: 1, waitMs: 60_000, fair: false } })
     await untilServer('the other process owning the turnstile', async () => {
       const l = await locks(admin, o.schema)
       return l.turnstileGranted === 1 && l.holdWaiting === 1
     })
     const w = counting(o)
-    const waiting = acquireLease({ key: k, limit: 1, store: w, waitMs: 60_000 })
+    const waiting = acquireLease({ key: k, limit: 1, store: w, waitMs: 60_000, fair: false })
     waiting.catch(() => undefined)
     await untilServer('this waiter queued behind it', async () => (await locks(admin, o.schema)).turnstileWaiting === 1)
     await owner.kill()
