@@ -3,7 +3,7 @@
 // Times are milliseconds of process.hrtime (CLOCK_MONOTONIC), comparable across processes.
 import { createInterface } from 'node:readline'
 import { setTimeout as delay } from 'node:timers/promises'
-import { acquireLease } from '../dist/index.js'
+import { LeaseError, acquireLease } from '../dist/index.js'
 
 const [role, specJson] = process.argv.slice(2)
 const spec = JSON.parse(specJson)
@@ -52,25 +52,39 @@ if (role === 'relay') {
   await command()
 } else if (role === 'demand') {
   // spec.count demanders in this process, started together on "go": each acquires, holds
-  // spec.holdMs and releases once. Reports [grant, release-called] per demander.
+  // spec.holdMs and releases once. Reports [grant, release-called] per demander, and the lease
+  // errors met on the way by code (a release that meets `key_frozen` keeps its hold and is retried).
   await command()
   const intervals = []
-  let failed = 0
+  const errors = {}
+  const count = (err) => {
+    if (!(err instanceof LeaseError)) throw err
+    errors[err.code] = (errors[err.code] ?? 0) + 1
+  }
   await Promise.all(
     Array.from({ length: spec.count }, async () => {
+      let lease
       try {
-        const lease = await acquireLease(leaseOptions())
-        const g = nowMs()
-        await delay(spec.holdMs)
-        intervals.push([g, nowMs()])
-        await lease.release()
+        lease = await acquireLease(leaseOptions())
       } catch (err) {
-        if (err?.code !== 'lease_busy') throw err
-        failed++
+        count(err)
+        return
+      }
+      const g = nowMs()
+      await delay(spec.holdMs)
+      intervals.push([g, nowMs()])
+      for (;;) {
+        try {
+          await lease.release()
+          break
+        } catch (err) {
+          if (err?.code !== 'key_frozen') throw err
+          count(err)
+        }
       }
     }),
   )
-  emit({ ev: 'done', intervals, failed })
+  emit({ ev: 'done', intervals, errors })
   await command()
 } else if (role === 'fair-loop') {
   // spec.rounds times, on "go": acquire (arrival = the call), hold spec.holdMs, release, again.

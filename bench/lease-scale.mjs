@@ -23,7 +23,14 @@ const SECTIONS = ['handoff', 'holders', 'peak', 'fairness', 'floor']
 const nowMs = () => Number(process.hrtime.bigint() / 1000n) / 1000
 const realSeconds = () => (performance.timeOrigin + performance.now()) / 1000
 
-const worker = (role, spec, onEvent) => startScript(WORKER, [role, JSON.stringify(spec)], onEvent)
+/** Workers not yet ended: a section that fails must not leave them running (or writing) behind it. */
+const live = new Set()
+function worker(role, spec, onEvent) {
+  const w = startScript(WORKER, [role, JSON.stringify(spec)], onEvent)
+  live.add(w)
+  void w.exited.then(() => live.delete(w))
+  return w
+}
 
 async function stopAll(workers) {
   for (const w of workers) {
@@ -252,10 +259,11 @@ async function peakHolders(base, p) {
   let peak = 0
   for (const [, d] of edges) peak = Math.max(peak, (cur += d))
   const granted = done.reduce((s, d) => s + d.intervals.length, 0)
-  const failed = done.reduce((s, d) => s + d.failed, 0)
+  const errors = {}
+  for (const d of done) for (const [code, n] of Object.entries(d.errors)) errors[code] = (errors[code] ?? 0) + n
   // The best any engine can do: ceil(demanders / limit) waves of holdMs.
   const ideal = Math.ceil(p.demanders / p.limit) * p.holdMs
-  return { ...p, peak, granted, failed, elapsed, ideal }
+  return { ...p, peak, granted, errors, elapsed, ideal }
 }
 
 // ---- 5: fairness -----------------------------------------------------------------------------------
@@ -349,9 +357,16 @@ async function uncontended(base, seconds) {
  * results. `strace`: whether system calls are counted (attaching strace to waiters).
  */
 export async function runScale({ base, quick, seconds, only, strace, fair }) {
-  const sizes = quick ? SIZES.quick : SIZES.full
   const want = new Set(only ?? SECTIONS)
   for (const s of want) if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s} (known: ${SECTIONS.join(', ')})`)
+  try {
+    return await runSections(base, quick ? SIZES.quick : SIZES.full, want, seconds, strace, fair)
+  } finally {
+    await stopAll([...live])
+  }
+}
+
+async function runSections(base, sizes, want, seconds, strace, fair) {
   const results = {}
   const say = (m) => process.stderr.write(`${m}\n`)
 
@@ -390,8 +405,9 @@ export async function runScale({ base, quick, seconds, only, strace, fair }) {
     const r = await peakHolders(base, p)
     results.peak = r
     console.log(`\nPeak concurrent holders: limit ${r.limit}, ${r.demanders} demanders in ${r.procs} processes, each holding ${r.holdMs} ms once`)
-    printTable(['peak holders', 'of limit', 'granted', 'timed out', 'all served in', 'vs ideal'], [[
-      String(r.peak), `${((100 * r.peak) / r.limit).toFixed(1)} %`, String(r.granted), String(r.failed), fmt(r.elapsed), `${(r.elapsed / r.ideal).toFixed(1)}× (${fmt(r.ideal)})`,
+    const errs = Object.entries(r.errors).map(([c, n]) => `${n} ${c}`).join(', ') || 'none'
+    printTable(['peak holders', 'of limit', 'granted', 'all served in', 'vs ideal', 'lease errors met (release retried)'], [[
+      String(r.peak), `${((100 * r.peak) / r.limit).toFixed(1)} %`, `${r.granted} of ${r.demanders}`, fmt(r.elapsed), `${(r.elapsed / r.ideal).toFixed(1)}× (${fmt(r.ideal)})`, errs,
     ]])
   }
 
