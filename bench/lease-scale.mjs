@@ -8,18 +8,20 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { readFileSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { acquireLease } from '../dist/index.js'
-import { fmt, median, pct, printTable, sleep, startScript } from './lease-common.mjs'
+import { fmt, median, printTable, sleep, startScript } from './lease-common.mjs'
 
 const WORKER = new URL('./lease-scale-worker.mjs', import.meta.url).pathname
 const FLOOR_C = new URL('./c/lease_floor.c', import.meta.url).pathname
 
 /** Full run (a few minutes on 2 cores) and --quick (CI: smaller, same shape). */
 export const SIZES = {
-  full: { waiters: [1, 2, 8, 32, 64], rounds: 40, straceRounds: 10, holders: [1, 100, 1000], holderProcs: 4, peak: { limit: 1000, demanders: 1200, procs: 20, holdMs: 200 }, fair: { procs: 16, limit: 2, rounds: 40, holdMs: 2 } },
+  full: { waiters: [1, 2, 8, 32, 64], rounds: 100, straceRounds: 10, holders: [1, 100, 1000], holderProcs: 4, peak: { limit: 1000, demanders: 1200, procs: 20, holdMs: 200 }, fair: { procs: 16, limit: 2, rounds: 40, holdMs: 2 } },
   quick: { waiters: [1, 8, 32], rounds: 15, straceRounds: 5, holders: [1, 100, 300], holderProcs: 2, peak: { limit: 200, demanders: 240, procs: 8, holdMs: 200 }, fair: { procs: 8, limit: 2, rounds: 20, holdMs: 2 } },
 }
 
 const SECTIONS = ['handoff', 'holders', 'peak', 'fairness', 'floor']
+/** Nearest-rank percentile: of 100 samples, p99 is the second worst, not the worst. */
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.max(0, Math.ceil(xs.length * p) - 1)]
 const nowMs = () => Number(process.hrtime.bigint() / 1000n) / 1000
 const realSeconds = () => (performance.timeOrigin + performance.now()) / 1000
 
@@ -320,34 +322,43 @@ function traceOne(base) {
   return calls
 }
 
-/** Compiles bench/c/lease_floor.c and runs it for about `seconds`: ns per acquire+release and its system call count. */
-function floor(base, seconds) {
+/**
+ * Uncontended acquire+release in this process against bench/c/lease_floor.c (compiled here), in
+ * three alternating turns of about seconds/3 each, so that both see the same machine load.
+ * Per-op figures are means over each turn; the result is the median turn of each.
+ */
+async function floorAndEngine(base, seconds) {
   const exe = join(base, 'lease_floor')
   execFileSync('cc', ['-O2', '-o', exe, FLOOR_C], { stdio: 'inherit' })
-  const run = (iters, n) => {
+  const runC = (iters, n) => {
     const out = execFileSync(exe, [String(iters), join(base, `floor-${n}`)], { encoding: 'utf8' })
     rmSync(join(base, `floor-${n}`), { recursive: true, force: true })
     const m = /ns_per_op ([\d.]+) syscalls (\d+)/.exec(out)
-    return { ns: Number(m[1]), syscalls: Number(m[2]) }
+    return { ms: Number(m[1]) / 1e6, syscalls: Number(m[2]) }
   }
-  const probe = run(500, 'probe')
-  const iters = Math.max(1000, Math.round((seconds * 1e9) / probe.ns))
-  const rounds = [1, 2, 3].map((i) => run(Math.ceil(iters / 3), i))
-  return { ns: median(rounds.map((r) => r.ns)), syscalls: probe.syscalls }
-}
-
-async function uncontended(base, seconds) {
-  const root = join(base, 'uncontended')
-  const times = []
-  const until = performance.now() + seconds * 1000
-  while (performance.now() < until) {
+  const runEngine = async (turnMs, n) => {
+    const root = join(base, `uncontended-${n}`)
+    let ops = 0
     const t0 = performance.now()
-    const lease = await acquireLease({ key: 'u', limit: 1, lockRoot: root })
-    await lease.release()
-    times.push(performance.now() - t0)
+    while (performance.now() - t0 < turnMs) {
+      const lease = await acquireLease({ key: 'u', limit: 1, lockRoot: root })
+      await lease.release()
+      ops++
+    }
+    const ms = (performance.now() - t0) / ops
+    rmSync(root, { recursive: true, force: true })
+    return ms
   }
-  rmSync(root, { recursive: true, force: true })
-  return { median: median(times), mean: (seconds * 1000) / times.length, n: times.length }
+  const turnMs = (seconds * 1000) / 3
+  const probe = runC(500, 'probe')
+  await runEngine(200, 'warm')
+  const c = []
+  const engine = []
+  for (let i = 0; i < 3; i++) {
+    c.push(runC(Math.max(1000, Math.round(turnMs / probe.ms)), i).ms)
+    engine.push(await runEngine(turnMs, i))
+  }
+  return { c: median(c), engine: median(engine), syscalls: probe.syscalls }
 }
 
 // ---- the run -----------------------------------------------------------------------------------------
@@ -427,15 +438,15 @@ async function runSections(base, sizes, want, seconds, strace, fair) {
 
   if (want.has('floor')) {
     say('uncontended acquire+release against the C floor…')
-    const engine = await uncontended(base, seconds)
-    const c = floor(base, Math.min(seconds, 1))
+    const f = await floorAndEngine(base, seconds)
     const calls = strace ? traceOne(base) : null
-    results.floor = { engine, c, calls }
-    console.log('\nUncontended acquire+release against a C loop making the same system calls (bench/c/lease_floor.c)')
-    printTable(['method', 'per acquire+release', 'ratio'], [
-      ['C floor', fmt(c.ns / 1e6), '1×'],
-      ['proclease (median)', fmt(engine.median), `${(engine.median / (c.ns / 1e6)).toFixed(2)}× the floor`],
+    results.floor = { ...f, calls }
+    console.log('\nUncontended acquire+release against a C loop making the same system calls (bench/c/lease_floor.c; alternating turns)')
+    printTable(['method', 'per acquire+release (mean)', 'ratio'], [
+      ['C floor', fmt(f.c), '1×'],
+      ['proclease', fmt(f.engine), `${(f.engine / f.c).toFixed(2)}× the floor`],
     ])
+    const c = { syscalls: f.syscalls }
     if (calls) {
       const same = calls.length === c.syscalls
       console.log(`engine: ${calls.length} system calls per acquire+release (strace, memory management left out); floor: ${c.syscalls}${same ? '' : ' — they differ: update bench/c/lease_floor.c to the engine\'s sequence before quoting the ratio'}`)
