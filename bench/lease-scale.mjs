@@ -397,7 +397,7 @@ async function runSections(base, sizes, want, seconds, strace, fair) {
     ]))
     const unsettled = rows.reduce((s, r) => s + r.unsettled, 0)
     if (unsettled > 0) console.log(`(${unsettled} settle waits hit their 3 s cap: some waiter never went quiet)`)
-    if (!strace) console.log('(system calls not counted: strace missing or --no-strace; apt-get install strace)')
+    if (!strace) console.log('(system calls not counted: strace missing or --skip-strace; apt-get install strace)')
   }
 
   if (want.has('holders')) {
