@@ -12,9 +12,15 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /** Spawns bench/lease-worker.mjs in `role`; `next(name)` resolves with its next event of that name. */
 export function start(role, impl, target, arg = '', onEvent = () => {}) {
+  return startScript(WORKER, [role, impl, target, String(arg)], onEvent)
+}
+
+/** Spawns a JSON-lines worker `script` with `args`; the same handle as `start`. */
+export function startScript(script, args, onEvent = () => {}) {
+  const label = args.slice(0, 2).join('/').slice(0, 60)
   // stdin is a pipe for every worker: commands for some, and for all the end of this process
   // (EOF), however it ends, so that no worker outlives a killed run.
-  const child = spawn(process.execPath, [WORKER, role, impl, target, String(arg)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
   child.stdin.on('error', () => {})
   const events = []
   const waiters = []
@@ -27,12 +33,12 @@ export function start(role, impl, target, arg = '', onEvent = () => {}) {
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
   // A worker that dies early must fail the run, not hang it.
   void exited.then(({ code, signal }) => {
-    for (const w of waiters.splice(0)) w.reject(new Error(`worker ${role}/${impl} exited (${code ?? signal}) before "${w.name}"`))
+    for (const w of waiters.splice(0)) w.reject(new Error(`worker ${label} exited (${code ?? signal}) before "${w.name}"`))
   })
   const next = (name) => {
     const seen = events.find((e) => e.ev === name && !e.taken)
     if (seen) { seen.taken = true; return Promise.resolve(seen) }
-    if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`worker ${role}/${impl} already exited`))
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`worker ${label} already exited`))
     return new Promise((resolve, reject) => waiters.push({ name, reject, resolve: (e) => { e.taken = true; resolve(e) } }))
   }
   return { child, events, next, exited }

@@ -3,15 +3,19 @@
 //   --store postgres: the PostgreSQL store against redis-semaphore on a local redis-server
 //     (bench/lease-postgres.mjs; starts a throwaway PostgreSQL cluster and redis-server itself).
 // Usage: npm run bench:lease [-- --store postgres] [-- --seconds 2 --rounds 20 --recoveries 5]
+//   file mode also (bench/lease-scale.mjs): --quick (smaller sizes, for CI), --only LIST (comma
+//   separated: compare,handoff,holders,peak,fairness,floor; default all), --skip-strace (no system
+//   call counts), --fair true|false (the hand-off rows' option; default: the engine's), --json FILE
 //   postgres mode also: --ttl-ms 15000 --redis-lock-timeout 1500 --skew-keys 20 --skew-ttl-ms 2000
 //   --skip-durable (no fsync pass) --json FILE (raw results)
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import lockfile from 'proper-lockfile'
 import { acquireLease } from '../dist/index.js'
 import { fmt, handoff, idleCpu, median, printTable, sleep, start } from './lease-common.mjs'
+import { haveStrace, runScale } from './lease-scale.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -26,6 +30,12 @@ const { values } = parseArgs({
     'skew-ttl-ms': { type: 'string', default: '2000' },
     'skip-durable': { type: 'boolean', default: false },
     json: { type: 'string' },
+    // --store file only (see bench/lease-scale.mjs).
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'skip-strace': { type: 'boolean', default: false },
+    fair: { type: 'string' },
+
   },
 })
 const SECONDS = Number(values.seconds)
@@ -54,6 +64,14 @@ if (values.store === 'postgres') {
 } else if (values.store !== 'file') {
   throw new Error(`--store must be file or postgres, not ${values.store}`)
 }
+
+const only = values.only?.split(',').map((x) => x.trim()).filter(Boolean)
+const runs = (section) => only === undefined || only.includes(section)
+if (values.fair !== undefined && values.fair !== 'true' && values.fair !== 'false') throw new Error('--fair must be true or false')
+const strace = !values['skip-strace'] && haveStrace()
+if (!values['skip-strace'] && !strace) process.stderr.write('bench:lease: strace not found, system calls will not be counted (apt-get update && apt-get install -y strace)\n')
+console.log(`node ${process.version}, ${new Date().toISOString()}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+console.log(`command: node bench/lease.mjs ${process.argv.slice(2).join(' ')}`)
 
 const base = mkdtempSync(join(tmpdir(), 'proclease-bench-'))
 let seq = 0
@@ -101,10 +119,26 @@ async function recovery(impl) {
   return { median: median(out), max: Math.max(...out) }
 }
 
+function printCompare() {
+  const a = results.proclease
+  const b = results['proper-lockfile']
+  console.log('\nAgainst proper-lockfile')
+  printTable(['metric', 'proclease', 'proper-lockfile', 'ratio'], [
+    ['uncontended acquire+release', `${a.ops.toFixed(0)}/s`, `${b.ops.toFixed(0)}/s`, `${(a.ops / b.ops).toFixed(2)}× throughput`],
+    ['hand-off, 4 procs, median', fmt(a.handoff.median), fmt(b.handoff.median), `${(b.handoff.median / a.handoff.median).toFixed(1)}× faster`],
+    ['hand-off, 4 procs, p99', fmt(a.handoff.p99), fmt(b.handoff.p99), `${(b.handoff.p99 / a.handoff.p99).toFixed(1)}× faster`],
+    ['recovery after SIGKILL, median', fmt(a.recovery.median), fmt(b.recovery.median), `${(b.recovery.median / a.recovery.median).toFixed(1)}× faster`],
+    ['recovery after SIGKILL, worst', fmt(a.recovery.max), fmt(b.recovery.max), `${(b.recovery.max / a.recovery.max).toFixed(1)}× faster`],
+    ['CPU of a waiter over a 2 s wait', fmt(a.cpu), fmt(b.cpu), `${(b.cpu / Math.max(a.cpu, 0.001)).toFixed(1)}× less`],
+  ])
+  console.log(`proper-lockfile settings: stale 2000 ms (its minimum), retry every 50 ms; hand-offs measured: ${a.handoff.n} / ${b.handoff.n}`)
+}
+
 const impls = ['proclease', 'proper-lockfile']
 const results = {}
+let scale = null
 try {
-  for (const impl of impls) {
+  for (const impl of runs('compare') ? impls : []) {
     process.stderr.write(`measuring ${impl}…\n`)
     results[impl] = {
       ops: await uncontended(impl),
@@ -113,18 +147,12 @@ try {
       cpu: await idleCpu(impl, freshRoot()),
     }
   }
+  if (runs('compare')) printCompare()
+  const scaleSections = only?.filter((x) => x !== 'compare')
+  if (scaleSections === undefined || scaleSections.length > 0) {
+    scale = await runScale({ base, quick: values.quick, seconds: SECONDS, only: scaleSections, strace, fair: values.fair === undefined ? undefined : values.fair === 'true' })
+  }
 } finally {
   rmSync(base, { recursive: true, force: true })
 }
-
-const a = results.proclease
-const b = results['proper-lockfile']
-printTable(['metric', 'proclease', 'proper-lockfile', 'ratio'], [
-  ['uncontended acquire+release', `${a.ops.toFixed(0)}/s`, `${b.ops.toFixed(0)}/s`, `${(a.ops / b.ops).toFixed(2)}× throughput`],
-  ['hand-off, 4 procs, median', fmt(a.handoff.median), fmt(b.handoff.median), `${(b.handoff.median / a.handoff.median).toFixed(1)}× faster`],
-  ['hand-off, 4 procs, p99', fmt(a.handoff.p99), fmt(b.handoff.p99), `${(b.handoff.p99 / a.handoff.p99).toFixed(1)}× faster`],
-  ['recovery after SIGKILL, median', fmt(a.recovery.median), fmt(b.recovery.median), `${(b.recovery.median / a.recovery.median).toFixed(1)}× faster`],
-  ['recovery after SIGKILL, worst', fmt(a.recovery.max), fmt(b.recovery.max), `${(b.recovery.max / a.recovery.max).toFixed(1)}× faster`],
-  ['CPU of a waiter over a 2 s wait', fmt(a.cpu), fmt(b.cpu), `${(b.cpu / Math.max(a.cpu, 0.001)).toFixed(1)}× less`],
-])
-console.log(`\nproper-lockfile settings: stale 2000 ms (its minimum), retry every 50 ms; hand-offs measured: ${a.handoff.n} / ${b.handoff.n}`)
+if (values.json) writeFileSync(values.json, JSON.stringify({ compare: results, scale }, null, 2))
