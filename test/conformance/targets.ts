@@ -234,6 +234,6 @@ export function postgresTarget(opts: { witness: 'session' | 'none' }): StoreTarg
     unverifiableHolder: opts.witness === 'session' ? null : {},
     outage: { none: 'the shared test server cannot be stopped here; test/lease/postgres/pause.test.ts shows store_unavailable on a server of its own' },
     secrets: (spec) => [spec.schema, spec.connectionString],
-    capabilities: { releaseSync: false, handOff: false, listKeys: true, pauseMidClaim: false, stoppedHolderKept: false, heldSeesEviction: false, recordsLimit: false, prune: false },
+    capabilities: { releaseSync: false, handOff: false, listKeys: true, pauseMidClaim: false, stoppedHolderKept: false, heldSeesEviction: false, recordsLimit: false, prune: true },
   }
 }
