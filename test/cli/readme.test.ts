@@ -32,6 +32,7 @@ const PROMISES: Array<[string, string[]]> = [
   ['const answer = await withLease', ['holding slot 0 of "gpu"', '42']],
   ["console.log(await tryAcquireLease({ key: 'report', limit: 1 }))", ['null', 'lease_busy { active: 1, used: 1, limit: 1 }', 'AbortError aborted']],
   ['async function rebuildCache', ['rebuilding under fence']],
+  ["key: 'catalog', limit: 4, weight: 4", ['4 null', 'null']],
   ["metadata: { job: 'train-42' }", ["{ key: 'gpu', active: 1, used: 1, waiting: 0, holders: [ { slot: 0, state: 'alive', weight: 1 } ], limit: 2 }", "true { job: 'train-42' }", "[ 'gpu' ]"]],
   ['let peak = 0', ['at most 2 at once']],
   ['async function onWake', ["[ 'ran', 'busy, retry later' ]"]],
