@@ -11,7 +11,7 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-import { checkRun } from '../scripts/stress/check.mjs'
+import { type CheckResult, type StressRun, checkRun } from '../scripts/stress/check.mjs'
 import { type ControlOutcome, runNegativeControl } from '../scripts/stress/control.mjs'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -90,12 +90,20 @@ describe('chaos stress harness', () => {
     expect(s.chaos.limitChanges).toBeGreaterThanOrEqual(2)
     expect(s.stop.hung).toBe(0)
     expect(s.leftovers.afterSweep.entries).toEqual([])
+    // Weighted holds were at stake (some instant had fewer holders than used weight), and fair
+    // waiters queued behind each other, so the weight sum and the order check had matter to judge.
+    const keys = Object.values(s.perKey as Record<string, { peakUsed: number; peakHolders: number }>)
+    expect(keys.some((k) => k.peakUsed > k.peakHolders)).toBe(true)
+    expect(s.fairness.fairWaiters).toBeGreaterThan(0)
+    expect(s.fairness.pairs).toBeGreaterThan(0)
+    expect(s.fairness.overtakes).toBe(0)
     expect(fs.existsSync(r.runDir)).toBe(false)
   }, 180_000)
 
   for (const [name, seed] of [
     ['noGate', 3],
     ['reclaimOnSuspicion', 4],
+    ['weightBlind', 9],
   ] as const) {
     it(`negative control: the same harness catches the ${name} engine`, async () => {
       const out = await node('control.mjs', [name, '--seed', String(seed), '--attempts', '3', '--json'])
@@ -123,6 +131,20 @@ describe('chaos stress harness', () => {
     expect(a?.violationCounts).toEqual({})
     expect(a?.summary.ops.grants).toBeGreaterThan(0)
     expect(fs.existsSync(a?.runDir ?? '')).toBe(false)
+  }, 180_000)
+
+  it('negative control: a checker that counts holders instead of summing weights misses the weight-blind engine', async () => {
+    // The weight-blind engine never admits more holders than the limit: only the weight sum sees it.
+    const countOnly = (run: StressRun): CheckResult => {
+      const workers = new Map([...run.workers].map(([w, events]) => [w, events.map((e) => (e.ev === 'acq' || e.ev === 'grant' ? { ...e, weight: 1, leaseWeight: 1, engineWeight: 1 } : e))]))
+      return checkRun({ ...run, workers })
+    }
+    const out = await runNegativeControl('weightBlind', { seed: 9, attempts: 3, onAttempt: (a) => kept.push(a.runDir), check: countOnly })
+    expect(out.verdict).toBe('missed')
+    const last = out.attempts.at(-1)
+    expect(last?.rallies.met).toBeGreaterThan(0)
+    expect(last?.violationCounts).toEqual({})
+    expect(last?.result.summary.perKey.alpha.peakHolders).toBeLessThanOrEqual(2)
   }, 180_000)
 
   it('negative control: a checker blind to over-admission makes the control fail, not pass', async () => {

@@ -7,7 +7,8 @@
 // by luck (a loaded machine runs fewer of them), so a control does not rest on luck:
 //
 //   - It forces the interleaving the fault gets wrong, with a rally (worker.mjs): `limit + 1`
-//     workers hold at once, each having logged its grant - possible only for a broken engine
+//     workers (or, for a weighted rally, weights summing to `limit + 1`) hold at once, each having
+//     logged its grant - possible only for a broken engine
 //     (noGate: the rally meets inside the claim, where a gate admits one process at a time).
 //     Kills, limit changes and lock-root deletions are off in control runs, so nothing can end a
 //     rally member's logged hold early: every met rally is an over-admission the checker must see.
@@ -33,6 +34,11 @@ export const NEGATIVE_CONTROLS = {
   noGate: { fault: 'noGate', limit: 1, rally: { at: 'afterScan', size: 2 } },
   reclaimOnSuspicion: { fault: 'reclaimOnSuspicion', limit: 1, rally: { at: 'holding', size: 2, opener: 'hidden' } },
   overAdmit: { fault: 'overAdmit=1', limit: 2, rally: { at: 'holding', size: 3 } },
+  // An engine that counts holders, not weights (a harness fault: each claim is made with weight 1
+  // while the worker logs the weight it asked for; see worker.mjs). Rally members ask for the whole
+  // limit (an exclusive hold) and meet when their weights reach limit + 1: two exclusive holders
+  // at once, never more holders than the limit, so only the checker's weight sum can see it.
+  weightBlind: { fault: 'weightBlind', limit: 2, rally: { at: 'holding', size: 2, memberWeight: 2, weightSum: 3 } },
   // The PostgreSQL store with a claim function that grants while active <= limit (ClaimFault
   // 'overAdmit'). Rally members block their event loop while they wait, so the wait stays well
   // inside the TTL (a member must not lose its hold by not renewing).
@@ -87,6 +93,9 @@ export async function runNegativeControl(name, options = {}) {
       seed,
       fault: o.engine === 'intact' ? null : def.fault,
       weights: def.store === 'postgres' ? NETWORKED_CONTROL_WEIGHTS : CONTROL_WEIGHTS,
+      // Controls judge the bound: their workers barge (fair: false), so a queue neither slows
+      // their rallies nor adds verdicts of another kind.
+      fairShare: 0,
       rally: def.rally,
       rallyWaitMs: def.rallyWaitMs ?? o.rallyWaitMs,
       ...(def.store ? { store: def.store, ttlMs: def.ttlMs } : {}),
