@@ -104,6 +104,7 @@ describe('chaos stress harness', () => {
     ['noGate', 3],
     ['reclaimOnSuspicion', 4],
     ['weightBlind', 9],
+    ['unfair', 10],
   ] as const) {
     it(`negative control: the same harness catches the ${name} engine`, async () => {
       const out = await node('control.mjs', [name, '--seed', String(seed), '--attempts', '3', '--json'])
@@ -111,7 +112,7 @@ describe('chaos stress harness', () => {
       const last = r.attempts.at(-1)
       expect({ verdict: r.verdict, logs: r.attempts.map((a) => a.runDir) }).toEqual({ verdict: 'caught', logs: expect.anything() })
       expect(out.code).toBe(0)
-      expect(last?.violationCounts.over_admission).toBeGreaterThan(0)
+      expect(last?.violationCounts[name === 'unfair' ? 'fairness_overtake' : 'over_admission']).toBeGreaterThan(0)
       // Each attempt names its seed and the command that replays it; a caught one leaves no logs.
       expect(out.stdout).toContain(`reproduce: node scripts/stress/control.mjs ${name} --seed ${last?.seed} --procs 4 --seconds 6 --attempts 1`)
       for (const a of r.attempts) expect(fs.existsSync(a.runDir)).toBe(false)
@@ -131,6 +132,17 @@ describe('chaos stress harness', () => {
     expect(a?.violationCounts).toEqual({})
     expect(a?.summary.ops.grants).toBeGreaterThan(0)
     expect(fs.existsSync(a?.runDir ?? '')).toBe(false)
+  }, 180_000)
+
+  it('negative control: with the engine intact, waiters paused in the queue are overtaken by nobody', async () => {
+    const out = await node('control.mjs', ['unfair', '--seed', '10', '--attempts', '1', '--engine', 'intact', '--json'])
+    const r = report<ControlReport>(out)
+    const [a] = r.attempts
+    // Fair waiters did queue behind one another and were paused there: the check had matter.
+    expect(a?.summary.chaos.stops).toBeGreaterThan(0)
+    expect(a?.summary.fairness.fairWaiters).toBeGreaterThan(0)
+    expect({ verdict: r.verdict, violations: a?.violationCounts, logs: a?.runDir }).toEqual({ verdict: 'inconclusive', violations: {}, logs: a?.runDir })
+    expect(out.code).toBe(0)
   }, 180_000)
 
   it('negative control: a checker that counts holders instead of summing weights misses the weight-blind engine', async () => {

@@ -4,7 +4,7 @@
 //   weights and judges the order fair waiters are served in) and one on the PostgreSQL store (its own throwaway cluster,
 //   with server restarts) that must find no violation (fixed seeds and one random seed, printed),
 //   each with a work floor: on a loaded machine it runs longer (bounded) rather than proving little;
-//   and six negative controls (control.mjs) — the same harness against deliberately broken
+//   and seven negative controls (control.mjs) — the same harness against deliberately broken
 //   engines, selected through FileStore's test-only `faults` or a faulty PostgreSQL claim
 //   function, with the fault's window forced by a rally — that the checker must catch.
 // Exit 0 only when every clean run is clean and reached its floor, and every broken engine is caught.
@@ -37,6 +37,7 @@ const controls = [
   { name: 'negative control: reclaim on suspicion', control: 'reclaimOnSuspicion', seed: 4 },
   { name: 'negative control: one holder over the limit', control: 'overAdmit', seed: 5 },
   { name: 'negative control: an engine blind to weights', control: 'weightBlind', seed: 9 },
+  { name: 'negative control: an engine without a queue', control: 'unfair', seed: 10 },
   { name: 'negative control: PostgreSQL claim function one holder over the limit', control: 'pgOverAdmit', seed: 6 },
   { name: 'negative control: PostgreSQL session witness on the wrong lock', control: 'pgWrongLockKey', seed: 8 },
 ]

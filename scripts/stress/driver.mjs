@@ -1,6 +1,6 @@
 // The chaos driver: starts N workers, then, from a seeded schedule, SIGKILLs them (at random
 // moments, while holding, and mid-claim through the beforePublish trap), SIGSTOPs and later
-// SIGCONTs them, lowers and raises limits, deletes the lock root, and starts replacements. At
+// SIGCONTs them (at random, holders, and waiters that hold a queue place), lowers and raises limits, deletes the lock root, and starts replacements. At
 // the end it stops everyone, waits (bounded) for every worker to finish its loop, snapshots
 // leftovers, runs a final sweep, snapshots again, and hands the logs to the independent checker.
 //
@@ -47,6 +47,8 @@ export const DEFAULT_WEIGHTS = {
   limit: 10,
   rmroot: 2,
   restart: 0,
+  // Pauses a waiter that holds a queue place: a fair engine must keep everyone behind it waiting.
+  stopWaiter: 3,
 }
 
 /**
@@ -430,6 +432,8 @@ async function chaos(o, cluster) {
   const live = () => [...workers.values()].filter((w) => w.alive && !w.killed)
   // A holder's last line is its grant (or, on a networked store, its latest `held`).
   const holders = () => live().filter((w) => ['grant', 'held'].includes(lastEvent(w.id)?.ev))
+  // A queued waiter's last line is its first busy answer (nothing is logged until it ends).
+  const waiters = () => live().filter((w) => lastEvent(w.id)?.ev === 'queued')
 
   const stopFor = (w, ms) => {
     if (w.stopped) return
@@ -513,9 +517,10 @@ async function chaos(o, cluster) {
         break
       }
       case 'stopHolder':
+      case 'stopWaiter':
       case 'stopRandom': {
         const ms = 100 + uParam * 2900
-        const candidates = (action === 'stopHolder' ? holders() : pool).filter((w) => !w.stopped)
+        const candidates = (action === 'stopHolder' ? holders() : action === 'stopWaiter' ? waiters() : pool).filter((w) => !w.stopped)
         if (candidates.length > 0 && pool.filter((w) => w.stopped).length < maxStopped) stopFor(among(candidates), ms)
         break
       }

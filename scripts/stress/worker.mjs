@@ -34,6 +34,8 @@
 // Harness faults (negative controls of the checker that need no engine seam; cfg.fault):
 //   weightBlind   every claim is made with weight 1 while the log keeps the weight asked for: an
 //                 engine that counts holders, not weights. Only the checker's weight sum sees it.
+//   unfair        every claim is made with fair: false while the log keeps the fair asked for: an
+//                 engine without a queue. Only the checker's fairness rule sees it.
 //
 // Usage (spawned by driver.mjs): node worker.mjs '<json config>'
 import * as fs from 'node:fs'
@@ -150,7 +152,7 @@ const faults = {
     rallyScanMet = rallyMeet('scan')
   },
 }
-const HARNESS_FAULTS = new Set(['weightBlind'])
+const HARNESS_FAULTS = new Set(['weightBlind', 'unfair'])
 const harnessFaults = {}
 if (cfg.fault) {
   const [name, value] = cfg.fault.split('=')
@@ -176,7 +178,7 @@ const store = new Proxy(baseStore, {
     if (prop === 'claim') {
       return async (req) => {
         const c0 = now()
-        const attempt = await target.claim(harnessFaults.weightBlind ? { ...req, weight: 1 } : req)
+        const attempt = await target.claim({ ...req, ...(harnessFaults.weightBlind ? { weight: 1 } : {}), ...(harnessFaults.unfair ? { fair: false } : {}) })
         const c1 = now()
         claims.last = [c0, c1]
         if (attempt.kind === 'busy' && req.mode === 'wait' && claims.queued === null) {
