@@ -49,6 +49,8 @@ export function runNegativeControl(
     log?: (message: string) => void
     onAttempt?: (attempt: ControlAttempt) => void
     check?: (run: StressRun) => CheckResult
+    /** Another build's dist/internal.js (default: this package's). */
+    internal?: string
   },
 ): Promise<ControlOutcome>
 export function formatControl(out: ControlOutcome): string

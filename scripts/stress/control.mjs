@@ -80,7 +80,8 @@ export function controlCommand(name, seed, o) {
 /**
  * Runs a negative control: attempts until a verdict (see above). Options: seed, procs, seconds,
  * attempts, engine ('broken' | 'intact'), rallyWaitMs, log, onAttempt (called with each attempt's
- * result), check (the checker, for tests of the control itself). The logs of every attempt are
+ * result), check (the checker, for tests of the control itself), internal (another build's
+ * dist/internal.js). The logs of every attempt are
  * kept when the control failed, and removed otherwise.
  */
 export async function runNegativeControl(name, options = {}) {
@@ -106,6 +107,7 @@ export async function runNegativeControl(name, options = {}) {
       rallyWaitMs: def.rallyWaitMs ?? o.rallyWaitMs,
       ...(def.store ? { store: def.store, ttlMs: def.ttlMs } : {}),
       log: o.log,
+      ...(o.internal ? { internal: o.internal } : {}),
       ...(o.check ? { check: o.check } : {}),
     })
     const caught = (res.summary.violationCounts[def.expect ?? EXPECTED_KIND] ?? 0) > 0
