@@ -286,7 +286,7 @@ describe('stress checker', () => {
         }),
       )
       expect(res.violations).toEqual([])
-      expect(res.summary.perKey.k).toMatchObject({ peakHolders: 2, peakUsed: 3 })
+      expect(res.summary.perKey.k).toMatchObject({ peakHolders: 2, peakUsed: 3, heavyShared: 1 })
     })
 
     it('reports two holders within the count but over the limit in weight', () => {

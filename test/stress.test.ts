@@ -90,10 +90,10 @@ describe('chaos stress harness', () => {
     expect(s.chaos.limitChanges).toBeGreaterThanOrEqual(2)
     expect(s.stop.hung).toBe(0)
     expect(s.leftovers.afterSweep.entries).toEqual([])
-    // Weighted holds were at stake (some instant had fewer holders than used weight), and fair
+    // Heavy holds were granted beside others (where a count and a weight sum differ), and fair
     // waiters queued behind each other, so the weight sum and the order check had matter to judge.
-    const keys = Object.values(s.perKey as Record<string, { peakUsed: number; peakHolders: number }>)
-    expect(keys.some((k) => k.peakUsed > k.peakHolders)).toBe(true)
+    const keys = Object.values(s.perKey as Record<string, { heavyShared: number }>)
+    expect(keys.reduce((n, k) => n + k.heavyShared, 0)).toBeGreaterThan(0)
     expect(s.fairness.fairWaiters).toBeGreaterThan(0)
     expect(s.fairness.pairs).toBeGreaterThan(0)
     expect(s.fairness.overtakes).toBe(0)

@@ -413,6 +413,7 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     let peak = 0
     let peakAt = null
     let peakUsed = 0
+    let heavyShared = 0
     let overEpisodes = 0
     let inEpisode = false
     for (const p of points) {
@@ -428,6 +429,8 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
         peakAt = p.t
       }
       peakUsed = Math.max(peakUsed, used)
+      // A heavy hold beside another one: the moments where a count and a weight sum differ.
+      if (p.kind === 1 && live.size >= 2 && used > live.size) heavyShared++
       if (live.size === 0) {
         inEpisode = false
         continue
@@ -552,6 +555,7 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
       grants: hs.length,
       peakHolders: peak,
       peakUsed,
+      heavyShared,
       peakAtMs: peakAt === null ? null : round((peakAt - (meta.startT ?? 0)) / 1000),
       limitMin: Math.min(...values),
       limitMax: Math.max(...values),
