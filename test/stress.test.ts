@@ -90,10 +90,9 @@ describe('chaos stress harness', () => {
     expect(s.chaos.limitChanges).toBeGreaterThanOrEqual(2)
     expect(s.stop.hung).toBe(0)
     expect(s.leftovers.afterSweep.entries).toEqual([])
-    // Heavy holds were granted beside others (where a count and a weight sum differ), and fair
-    // waiters queued behind each other, so the weight sum and the order check had matter to judge.
-    const keys = Object.values(s.perKey as Record<string, { heavyShared: number }>)
-    expect(keys.reduce((n, k) => n + k.heavyShared, 0)).toBeGreaterThan(0)
+    // Heavy holds were granted, and fair waiters queued behind each other, so the weight sum and
+    // the order check had matter to judge (that they see what they must: the negative controls).
+    expect(s.ops.heavyGrants).toBeGreaterThan(0)
     expect(s.fairness.fairWaiters).toBeGreaterThan(0)
     expect(s.fairness.pairs).toBeGreaterThan(0)
     expect(s.fairness.overtakes).toBe(0)

@@ -220,7 +220,7 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
 
   // ---- holds, from each worker's log -------------------------------------------------------
   const holds = []
-  const ops = { acquires: 0, grants: 0, grantsAfterWaiting: 0, queuedWithoutPlace: 0, busyWait: 0, busyTry: 0, errors: 0, releasesOk: 0, releasesFalse: 0, wiped: 0, unavailable: 0, lostSignals: {} }
+  const ops = { acquires: 0, grants: 0, grantsAfterWaiting: 0, heavyGrants: 0, queuedWithoutPlace: 0, busyWait: 0, busyTry: 0, errors: 0, releasesOk: 0, releasesFalse: 0, wiped: 0, unavailable: 0, lostSignals: {} }
   const grantWaits = []
   const busyWaits = []
   for (const [w, events] of workers) {
@@ -246,6 +246,7 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
         case 'grant': {
           ops.grants++
           if (e.waited) ops.grantsAfterWaiting++
+          if ((e.weight ?? 1) > 1) ops.heavyGrants++
           grantWaits.push(e.waitedMs)
           const weight = e.weight ?? pending?.weight ?? 1
           // The granting claim attempt; older logs did not time it: the whole acquire call.
@@ -429,7 +430,7 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
         peakAt = p.t
       }
       peakUsed = Math.max(peakUsed, used)
-      // A heavy hold beside another one: the moments where a count and a weight sum differ.
+      // Grants while a heavy hold shares the key: where a count and a weight sum differ.
       if (p.kind === 1 && live.size >= 2 && used > live.size) heavyShared++
       if (live.size === 0) {
         inEpisode = false

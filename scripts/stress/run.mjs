@@ -79,7 +79,7 @@ export function formatSummary(res) {
   const op = s.ops
   const f = s.fairness
   if (f) {
-    const used = `  weights: peak used ${Object.values(s.perKey).map((k) => `${k.peakUsed}/${k.limitMax}`).join(', ')} (sum of weights / highest limit), ${Object.values(s.perKey).reduce((n, k) => n + k.heavyShared, 0)} grants beside a heavy hold`
+    const used = `  weights: peak used ${Object.values(s.perKey).map((k) => `${k.peakUsed}/${k.limitMax}`).join(', ')} (sum of weights / highest limit), ${s.ops.heavyGrants} grants of weight > 1, ${Object.values(s.perKey).reduce((n, k) => n + k.heavyShared, 0)} grants while a heavy hold shared the key`
     if (f.fairWaiters + f.excludedWiped === 0) lines.push(`${used}; fairness: no fair waiter was granted after queueing`)
     else lines.push(
       `${used}; fairness: ${f.fairWaiters} fair waiters granted after queueing, ${f.pairs} ordered pairs judged, ${f.overtakes} overtakes (${f.overtakenWaiters} waiters, most ${f.maxOvertakes} times${f.tryOvertakes ? `; ${f.tryOvertakes} by grants without a place` : ''}), ${f.excludedWiped} waits excluded by lock-root deletions, ${op.queuedWithoutPlace} fair first busy answers without a queue place; fair wait p50 ${f.waitMs.p50} ms, p99 ${f.waitMs.p99} ms, max ${f.waitMs.max} ms`,
