@@ -16,13 +16,42 @@ interface HoldSpec {
   slot?: number
   fence?: number
   key?: string
+  /** The share of the limit asked for (logged only when given). */
+  weight?: number
+  /** lease.weight, when it should differ from `weight`. */
+  leaseWeight?: number
+  fair?: boolean
+  mode?: 'wait' | 'try'
+  /** The claim attempt of the first busy answer [began, returned]: the acquire queued. */
+  q?: [number, number]
+  /** The claim attempt that granted [began, returned]; default [s - 2, s - 1]. */
+  c?: [number, number]
+}
+
+function acq(h: Pick<HoldSpec, 't0' | 'key' | 'limit' | 'weight' | 'fair' | 'mode' | 'q'>): Ev[] {
+  const key = h.key ?? 'k'
+  const out: Ev[] = [
+    { ev: 'acq', t0: h.t0, key, limit: h.limit ?? 1, mode: h.mode ?? 'wait', waitMs: h.mode === 'try' ? 0 : 1000, ...(h.weight ? { weight: h.weight } : {}), ...(h.fair !== undefined ? { fair: h.fair } : {}) },
+  ]
+  if (h.q) out.push({ ev: 'queued', t: h.q[1], c0: h.q[0], key, place: true })
+  return out
 }
 
 function cycle(h: HoldSpec): Ev[] {
   const key = h.key ?? 'k'
+  const timed = h.c ?? (h.weight || h.fair !== undefined ? [h.s - 2, h.s - 1] : undefined)
   const out: Ev[] = [
-    { ev: 'acq', t0: h.t0, key, limit: h.limit ?? 1, mode: 'wait', waitMs: 1000 },
-    { ev: 'grant', t: h.s, key, slot: h.slot ?? 0, fence: h.fence ?? 1000 + h.s, waitedMs: (h.s - h.t0) / 1000 },
+    ...acq(h),
+    {
+      ev: 'grant',
+      t: h.s,
+      key,
+      slot: h.slot ?? 0,
+      fence: h.fence ?? 1000 + h.s,
+      ...(h.weight ? { weight: h.weight, leaseWeight: h.leaseWeight ?? h.weight } : {}),
+      ...(timed ? { c0: timed[0], c1: timed[1] } : {}),
+      waitedMs: (h.s - h.t0) / 1000,
+    },
   ]
   if (h.t2 !== undefined) {
     out.push({ ev: 'rel', t: h.t2, key })
@@ -243,5 +272,142 @@ describe('stress checker', () => {
 
   it('accepts records of killed holders before the final sweep', () => {
     expect(kinds({ workers: { 0: { events: cycle({ t0: 10, s: 20 }), killedAt: 60 } }, before: [{ path: 'k-x/slot-0', kind: 'slot', pid: 1000 }] })).toEqual([])
+  })
+
+  describe('weighted holds', () => {
+    it('accepts weights that fit the limit exactly', () => {
+      const res = checkRun(
+        makeRun({
+          limit: 3,
+          workers: {
+            0: { events: cycle({ t0: 10, s: 20, t2: 100, limit: 3, weight: 2 }) },
+            1: { events: cycle({ t0: 30, s: 40, t2: 90, limit: 3, weight: 1, slot: 1 }) },
+          },
+        }),
+      )
+      expect(res.violations).toEqual([])
+      expect(res.summary.perKey.k).toMatchObject({ peakHolders: 2, peakUsed: 3, heavyShared: 1 })
+    })
+
+    it('reports two holders within the count but over the limit in weight', () => {
+      // Two holders of a limit-3 key: a count-only check sees 2 <= 3; their weights sum to 4.
+      const res = checkRun(
+        makeRun({
+          limit: 3,
+          workers: {
+            0: { events: cycle({ t0: 10, s: 20, t2: 100, limit: 3, weight: 2 }) },
+            1: { events: cycle({ t0: 30, s: 40, t2: 90, limit: 3, weight: 2, slot: 1 }) },
+          },
+        }),
+      )
+      expect(Object.keys(res.summary.violationCounts).sort()).toEqual(['epoch_over_limit', 'grant_over_limit', 'over_admission'])
+      expect(res.violations.find((v) => v.kind === 'over_admission')).toMatchObject({ holders: 2, used: 4, limitBound: 3 })
+    })
+
+    it('reports an exclusive hold beside a reader, and a heavy hold beside holders above a lowered limit', () => {
+      // weight: limit is exclusive: one reader of weight 1 beside it is one too many.
+      expect(
+        kinds({
+          limit: 4,
+          workers: {
+            0: { events: cycle({ t0: 10, s: 20, t2: 100, limit: 4, weight: 1 }) },
+            1: { events: cycle({ t0: 30, s: 40, t2: 90, limit: 4, weight: 4, slot: 1 }) },
+          },
+        }),
+      ).toEqual(['epoch_over_limit', 'grant_over_limit', 'over_admission'])
+      // Two weight-1 holders of limit 3; the limit drops to 2; a weight-2 hold granted beside
+      // them has only its own limit to go by: 1 + 1 + 2 > 2 (and > 3).
+      expect(
+        kinds({
+          limit: 3,
+          driver: [{ ev: 'limit', key: 'k', value: 2, t0: 49, t: 50 }],
+          workers: {
+            0: { events: cycle({ t0: 10, s: 20, t2: 100, limit: 3, weight: 1 }) },
+            1: { events: [...cycle({ t0: 15, s: 25, t2: 110, limit: 3, weight: 1, slot: 1 }), ...cycle({ t0: 60, s: 70, t2: 80, limit: 2, weight: 2, slot: 2 })] },
+          },
+        }),
+      ).toContain('over_admission')
+    })
+
+    it('ends a killed heavy holder at the kill: a grant after it fits, one before it does not', () => {
+      const heavy = cycle({ t0: 10, s: 20, limit: 2, weight: 2 })
+      expect(kinds({ limit: 2, workers: { 0: { events: heavy, killedAt: 60 }, 1: { events: cycle({ t0: 30, s: 70, t2: 80, limit: 2, weight: 1 }) } } })).toEqual([])
+      expect(kinds({ limit: 2, workers: { 0: { events: heavy, killedAt: 60 }, 1: { events: cycle({ t0: 30, s: 50, t2: 80, limit: 2, weight: 1, slot: 1 }) } } })).toContain(
+        'over_admission',
+      )
+    })
+
+    it('reports a lease whose weight is not the one asked for', () => {
+      expect(kinds({ limit: 3, workers: { 0: { events: cycle({ t0: 10, s: 20, t2: 30, limit: 3, weight: 2, leaseWeight: 1 }) } } })).toEqual(['weight_mismatch'])
+    })
+  })
+
+  describe('fairness among fair waiters', () => {
+    // A limit-1 key held by worker 9 over [5, 38); A queues first (its first busy answer came from
+    // the attempt [13, 14]), B queues after it ([21, 22]); the slot frees at 38.
+    const holder = { events: cycle({ t0: 4, s: 5, t2: 38, fair: true, fence: 1 }) }
+    const a = (o: Partial<HoldSpec> = {}): HoldSpec => ({ t0: 12, q: [13, 14], s: 62, c: [60, 61], t2: 70, fair: true, fence: 3, ...o })
+    const b = (o: Partial<HoldSpec> = {}): HoldSpec => ({ t0: 20, q: [21, 22], s: 42, c: [40, 41], t2: 50, fair: true, fence: 2, ...o })
+
+    it('accepts waiters served in the order they queued', () => {
+      const res = checkRun(makeRun({ workers: { 9: holder, 0: { events: cycle(a({ s: 42, c: [40, 41], t2: 50, fence: 2 })) }, 1: { events: cycle(b({ s: 62, c: [60, 61], t2: 70, fence: 3 })) } } }))
+      expect(res.violations).toEqual([])
+      expect(res.summary.fairness).toMatchObject({ fairWaiters: 2, pairs: 1, overtakes: 0 })
+    })
+
+    it('reports a later waiter granted while an earlier one still waited', () => {
+      const res = checkRun(makeRun({ workers: { 9: holder, 0: { events: cycle(a()) }, 1: { events: cycle(b()) } } }))
+      expect(Object.keys(res.summary.violationCounts)).toEqual(['fairness_overtake'])
+      expect(res.violations[0]).toMatchObject({ waiter: { w: 0, queuedBy: 14, grantClaimFrom: 60 }, overtaker: { w: 1, arrivedFrom: 21, grantedBy: 41, queued: true } })
+      expect(res.summary.fairness).toMatchObject({ fairWaiters: 2, overtakes: 1, overtakenWaiters: 1, maxOvertakes: 1, tryOvertakes: 0 })
+    })
+
+    it('reports a fair try (or a first attempt) granted while a fair waiter had a place', () => {
+      const res = checkRun(makeRun({ workers: { 9: holder, 0: { events: cycle(a()) }, 1: { events: cycle({ t0: 39, s: 42, c: [40, 41], t2: 50, fair: true, mode: 'try', fence: 2 }) } } }))
+      expect(res.summary.violationCounts).toEqual({ fairness_overtake: 1 })
+      expect(res.summary.fairness).toMatchObject({ overtakes: 1, tryOvertakes: 1 })
+    })
+
+    it('counts each overtake: a waiter passed by two later arrivals', () => {
+      const c = cycle({ t0: 43, q: [44, 45], s: 55, c: [52, 53], t2: 58, fair: true, fence: 2.5 })
+      const res = checkRun(makeRun({ workers: { 9: holder, 0: { events: cycle(a()) }, 1: { events: cycle(b()) }, 2: { events: c } } }))
+      expect(res.summary.violationCounts).toEqual({ fairness_overtake: 2 })
+      expect(res.summary.fairness).toMatchObject({ overtakes: 2, overtakenWaiters: 1, maxOvertakes: 2 })
+    })
+
+    it('counts nothing when the order of arrival is not certain', () => {
+      // B's first busy attempt began (15) before A's returned (16): either place may be first.
+      expect(kinds({ workers: { 9: holder, 0: { events: cycle(a({ q: [13, 16] })) }, 1: { events: cycle(b({ q: [15, 17] })) } } })).toEqual([])
+      // A's granting attempt began (40.5) before B's returned (41): either grant may be first.
+      expect(kinds({ workers: { 9: holder, 0: { events: cycle(a({ c: [40.5, 61], s: 62 })) }, 1: { events: cycle(b()) } } })).toEqual([])
+    })
+
+    it('leaves barging acquires out on either side', () => {
+      expect(kinds({ workers: { 9: holder, 0: { events: cycle(a({ fair: false })) }, 1: { events: cycle(b()) } } })).toEqual([])
+      expect(kinds({ workers: { 9: holder, 0: { events: cycle(a()) }, 1: { events: cycle(b({ fair: false })) } } })).toEqual([])
+    })
+
+    it('leaves out waiters killed, timed out or aborted before their grant', () => {
+      // A queued and was killed while waiting: its place died with it.
+      expect(kinds({ workers: { 9: holder, 0: { events: acq(a()), killedAt: 30 }, 1: { events: cycle(b()) } } })).toEqual([])
+      // A queued and gave up (lease_busy) before B was granted.
+      const gaveUp: Ev[] = [...acq(a()), { ev: 'busy', t: 39, key: 'k', mode: 'wait', waitedMs: 0.027 }]
+      expect(kinds({ workers: { 9: holder, 0: { events: gaveUp }, 1: { events: cycle(b()) } } })).toEqual([])
+    })
+
+    it('leaves out a wait across a lock-root deletion, and excuses nothing else', () => {
+      const deletion = { ev: 'rmroot', t0: 30, t1: 31, error: null }
+      const res = checkRun(makeRun({ driver: [deletion], workers: { 9: holder, 0: { events: cycle(a()) }, 1: { events: cycle(b()) } } }))
+      expect(res.violations).toEqual([])
+      // Both waits spanned the deletion: neither is judged.
+      expect(res.summary.fairness).toMatchObject({ excludedWiped: 2, fairWaiters: 0, overtakes: 0 })
+      // A paused waiter is alive and keeps its place; another process's kill changes no order.
+      const paused = [
+        { ev: 'stop', w: 0, t: 30, ms: 20 },
+        { ev: 'cont', w: 0, t: 55 },
+      ]
+      const victim = { events: acq({ t0: 25, q: [26, 27], fair: true }), killedAt: 35 }
+      expect(kinds({ driver: paused, workers: { 9: holder, 0: { events: cycle(a()) }, 1: { events: cycle(b()) }, 5: victim } })).toEqual(['fairness_overtake'])
+    })
   })
 })

@@ -11,7 +11,7 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-import { checkRun } from '../scripts/stress/check.mjs'
+import { type CheckResult, type StressRun, checkRun } from '../scripts/stress/check.mjs'
 import { type ControlOutcome, runNegativeControl } from '../scripts/stress/control.mjs'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -90,12 +90,20 @@ describe('chaos stress harness', () => {
     expect(s.chaos.limitChanges).toBeGreaterThanOrEqual(2)
     expect(s.stop.hung).toBe(0)
     expect(s.leftovers.afterSweep.entries).toEqual([])
+    // Heavy holds were granted, and fair waiters queued behind each other, so the weight sum and
+    // the order check had matter to judge (that they see what they must: the negative controls).
+    expect(s.ops.heavyGrants).toBeGreaterThan(0)
+    expect(s.fairness.fairWaiters).toBeGreaterThan(0)
+    expect(s.fairness.pairs).toBeGreaterThan(0)
+    expect(s.fairness.overtakes).toBe(0)
     expect(fs.existsSync(r.runDir)).toBe(false)
   }, 180_000)
 
   for (const [name, seed] of [
     ['noGate', 3],
     ['reclaimOnSuspicion', 4],
+    ['weightBlind', 9],
+    ['unfair', 10],
   ] as const) {
     it(`negative control: the same harness catches the ${name} engine`, async () => {
       const out = await node('control.mjs', [name, '--seed', String(seed), '--attempts', '3', '--json'])
@@ -103,7 +111,7 @@ describe('chaos stress harness', () => {
       const last = r.attempts.at(-1)
       expect({ verdict: r.verdict, logs: r.attempts.map((a) => a.runDir) }).toEqual({ verdict: 'caught', logs: expect.anything() })
       expect(out.code).toBe(0)
-      expect(last?.violationCounts.over_admission).toBeGreaterThan(0)
+      expect(last?.violationCounts[name === 'unfair' ? 'fairness_overtake' : 'over_admission']).toBeGreaterThan(0)
       // Each attempt names its seed and the command that replays it; a caught one leaves no logs.
       expect(out.stdout).toContain(`reproduce: node scripts/stress/control.mjs ${name} --seed ${last?.seed} --procs 4 --seconds 6 --attempts 1`)
       for (const a of r.attempts) expect(fs.existsSync(a.runDir)).toBe(false)
@@ -123,6 +131,31 @@ describe('chaos stress harness', () => {
     expect(a?.violationCounts).toEqual({})
     expect(a?.summary.ops.grants).toBeGreaterThan(0)
     expect(fs.existsSync(a?.runDir ?? '')).toBe(false)
+  }, 180_000)
+
+  it('negative control: with the engine intact, waiters paused in the queue are overtaken by nobody', async () => {
+    const out = await node('control.mjs', ['unfair', '--seed', '10', '--attempts', '1', '--engine', 'intact', '--json'])
+    const r = report<ControlReport>(out)
+    const [a] = r.attempts
+    // Fair waiters did queue behind one another and were paused there: the check had matter.
+    expect(a?.summary.chaos.stops).toBeGreaterThan(0)
+    expect(a?.summary.fairness.fairWaiters).toBeGreaterThan(0)
+    expect({ verdict: r.verdict, violations: a?.violationCounts, logs: a?.runDir }).toEqual({ verdict: 'inconclusive', violations: {}, logs: a?.runDir })
+    expect(out.code).toBe(0)
+  }, 180_000)
+
+  it('negative control: a checker that counts holders instead of summing weights misses the weight-blind engine', async () => {
+    // The weight-blind engine never admits more holders than the limit: only the weight sum sees it.
+    const countOnly = (run: StressRun): CheckResult => {
+      const workers = new Map([...run.workers].map(([w, events]) => [w, events.map((e) => (e.ev === 'acq' || e.ev === 'grant' ? { ...e, weight: 1, leaseWeight: 1, engineWeight: 1 } : e))]))
+      return checkRun({ ...run, workers })
+    }
+    const out = await runNegativeControl('weightBlind', { seed: 9, attempts: 3, onAttempt: (a) => kept.push(a.runDir), check: countOnly })
+    expect(out.verdict).toBe('missed')
+    const last = out.attempts.at(-1)
+    expect(last?.rallies.met).toBeGreaterThan(0)
+    expect(last?.violationCounts).toEqual({})
+    expect(last?.result.summary.perKey.alpha.peakHolders).toBeLessThanOrEqual(2)
   }, 180_000)
 
   it('negative control: a checker blind to over-admission makes the control fail, not pass', async () => {

@@ -10,15 +10,20 @@
 // before its real death. Every check below is therefore sound: it compares intervals that are
 // subsets of the real holds, so a violation it reports really happened (it may miss some).
 //
-// Checks (per key):
-//   over_admission   at some instant the logged-live holders S outnumber the limit of every
-//                    holder of S that may have been granted last (the engine grants to H only
-//                    while the others number < H's limit, so |S| <= limit(last granted of S)).
-//                    Holders above a lowered limit that were granted before the change are
-//                    therefore allowed until they release.
-//   grant_over_limit a grant made while at least `limit` other holders held throughout the
-//                    grantee's whole acquire call.
-//   epoch_over_limit holders whose acquire began after the latest limit change outnumber it.
+// Checks (per key). Holds are weighted (the `weight` an acquire asked for, 1 in older logs): what
+// the limit bounds is the sum of live weights, never the number of holders.
+//   over_admission   at some instant the weights of the logged-live holders S sum to more than
+//                    the limit of every holder of S that may have been granted last (the engine
+//                    grants H only while the others' weights plus H's fit H's limit, so
+//                    weight(S) <= limit(last granted of S)). Holders above a lowered limit that
+//                    were granted before the change are therefore allowed until they release.
+//   grant_over_limit a grant whose weight, with the weights of the holders that held throughout
+//                    the grantee's whole acquire call, exceeds its limit.
+//   epoch_over_limit the weights of holders whose acquire began after the latest limit change
+//                    sum to more than it.
+//   weight_mismatch  lease.weight is not the weight the engine was asked for.
+//   fairness_overtake a fair acquire granted while a fair waiter that certainly queued before it
+//                    arrived was certainly still waiting (S11; precise rules at fairnessOf below).
 //   slot_shared      two overlapping holds of the same slot index.
 //   fence_order      a grant that certainly came later carries a fence that is not larger; or a
 //                    fence used twice.
@@ -215,7 +220,7 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
 
   // ---- holds, from each worker's log -------------------------------------------------------
   const holds = []
-  const ops = { acquires: 0, grants: 0, grantsAfterWaiting: 0, busyWait: 0, busyTry: 0, errors: 0, releasesOk: 0, releasesFalse: 0, wiped: 0, unavailable: 0, lostSignals: {} }
+  const ops = { acquires: 0, grants: 0, grantsAfterWaiting: 0, heavyGrants: 0, queuedWithoutPlace: 0, busyWait: 0, busyTry: 0, errors: 0, releasesOk: 0, releasesFalse: 0, wiped: 0, unavailable: 0, lostSignals: {} }
   const grantWaits = []
   const busyWaits = []
   for (const [w, events] of workers) {
@@ -229,17 +234,33 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
       switch (e.ev) {
         case 'acq':
           ops.acquires++
-          pending = { w, key: e.key, limit: e.limit, mode: e.mode, waitMs: e.waitMs, t0: e.t0 }
+          pending = { w, key: e.key, limit: e.limit, mode: e.mode, waitMs: e.waitMs, t0: e.t0, weight: e.weight ?? 1, fair: e.fair === true, q: null }
           break
-        case 'grant':
+        case 'queued':
+          if (pending && pending.q === null) {
+            pending.q = [e.c0, e.t]
+            // A fair waiting claim's first busy answer gives it a queue place (S11); counted, not judged.
+            if (pending.fair && e.place === false) ops.queuedWithoutPlace++
+          }
+          break
+        case 'grant': {
           ops.grants++
           if (e.waited) ops.grantsAfterWaiting++
+          if ((e.weight ?? 1) > 1) ops.heavyGrants++
           grantWaits.push(e.waitedMs)
-          current = { ...pending, s: e.t, slot: e.slot, fence: e.fence, waitedMs: e.waitedMs, t2: null, t3: null, ok: null, lastHeld: e.t, lostT: null }
+          const weight = e.weight ?? pending?.weight ?? 1
+          // The granting claim attempt; older logs did not time it: the whole acquire call.
+          const c0 = e.c0 ?? pending?.t0 ?? e.t
+          const c1 = e.c1 ?? e.t
+          current = { ...pending, weight, c0, c1, s: e.t, slot: e.slot, fence: e.fence, waitedMs: e.waitedMs, t2: null, t3: null, ok: null, lastHeld: e.t, lostT: null }
+          if (e.leaseWeight !== undefined && e.leaseWeight !== (e.engineWeight ?? weight)) {
+            violate('weight_mismatch', { w, key: e.key, fence: e.fence, asked: e.engineWeight ?? weight, leaseWeight: e.leaseWeight })
+          }
           if (!pending || pending.key !== e.key) violate('log_order', { w, detail: 'grant without acquire' })
           holds.push(current)
           pending = null
           break
+        }
         case 'busy':
           if (e.mode === 'try') ops.busyTry++
           else {
@@ -358,6 +379,7 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
 
   // ---- per key checks ---------------------------------------------------------------------
   const perKey = {}
+  const fairness = []
   for (const key of meta.keys) {
     const hs = holds.filter((h) => h.key === key)
     const changes = limitChanges.get(key)
@@ -388,17 +410,28 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     // Ends before starts at the same instant: intervals are half-open [s, e).
     points.sort((a, b) => a.t - b.t || a.kind - b.kind)
     const live = new Set()
+    let used = 0
     let peak = 0
     let peakAt = null
+    let peakUsed = 0
+    let heavyShared = 0
     let overEpisodes = 0
     let inEpisode = false
     for (const p of points) {
-      if (p.kind === 0) live.delete(p.h)
-      else live.add(p.h)
+      if (p.kind === 0) {
+        live.delete(p.h)
+        used -= p.h.weight
+      } else {
+        live.add(p.h)
+        used += p.h.weight
+      }
       if (live.size > peak) {
         peak = live.size
         peakAt = p.t
       }
+      peakUsed = Math.max(peakUsed, used)
+      // Grants while a heavy hold shares the key: where a count and a weight sum differ.
+      if (p.kind === 1 && live.size >= 2 && used > live.size) heavyShared++
       if (live.size === 0) {
         inEpisode = false
         continue
@@ -415,16 +448,17 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
         }
         if (!dominated) bound = Math.max(bound, y.limit)
       }
-      if (live.size > bound) {
+      if (used > bound) {
         if (!inEpisode) {
           overEpisodes++
           violate('over_admission', {
             key,
             at: p.t,
             holders: live.size,
+            used,
             limitBound: bound,
             limitInForce: limitAt(p.t),
-            live: [...live].map((h) => ({ w: h.w, slot: h.slot, fence: h.fence, limit: h.limit, t0: h.t0, granted: h.s, end: h.e, how: h.end })),
+            live: [...live].map((h) => ({ w: h.w, slot: h.slot, fence: h.fence, weight: h.weight, limit: h.limit, t0: h.t0, granted: h.s, end: h.e, how: h.end })),
           })
         }
         inEpisode = true
@@ -443,8 +477,14 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     // Grants against holders that held through the grantee's whole acquire call.
     for (const h of hs) {
       let others = 0
-      for (const x of hs) if (x !== h && x.s <= h.t0 && x.e > h.s) others++
-      if (others >= h.limit) violate('grant_over_limit', { key, w: h.w, granted: h.s, limit: h.limit, othersHolding: others })
+      let othersUsed = 0
+      for (const x of hs) {
+        if (x !== h && x.s <= h.t0 && x.e > h.s) {
+          others++
+          othersUsed += x.weight
+        }
+      }
+      if (othersUsed + h.weight > h.limit) violate('grant_over_limit', { key, w: h.w, granted: h.s, limit: h.limit, weight: h.weight, othersHolding: others, othersUsed })
     }
 
     // Epochs between limit changes: holders that certainly read the epoch's value (acquire
@@ -458,13 +498,13 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
       for (const h of fresh) {
         const s = h.s
         const e = Math.min(h.e, to)
-        if (e > s) pts.push([s, 1], [e, 0])
+        if (e > s) pts.push([s, 1, h.weight], [e, 0, h.weight])
       }
       pts.sort((a, b) => a[0] - b[0] || a[1] - b[1])
       let n = 0
       let freshPeak = 0
-      for (const [, k] of pts) {
-        n += k === 1 ? 1 : -1
+      for (const [, k, weight] of pts) {
+        n += k === 1 ? weight : -weight
         freshPeak = Math.max(freshPeak, n)
       }
       if (freshPeak > changes[i].value) violate('epoch_over_limit', { key, limit: changes[i].value, from, freshPeak })
@@ -510,9 +550,13 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     const values = changes.map((c) => c.value)
     const peakPerLimit = {}
     for (const ep of epochs) peakPerLimit[ep.limit] = Math.max(peakPerLimit[ep.limit] ?? 0, ep.freshPeak)
+    const fair = fairnessOf(key, hs, deletionIn, violate)
+    fairness.push(fair)
     perKey[key] = {
       grants: hs.length,
       peakHolders: peak,
+      peakUsed,
+      heavyShared,
       peakAtMs: peakAt === null ? null : round((peakAt - (meta.startT ?? 0)) / 1000),
       limitMin: Math.min(...values),
       limitMax: Math.max(...values),
@@ -594,7 +638,85 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     unparsableLogLines: run.badLines,
     work,
     rallies: { opened: rallies.opened, scanMet: rallies.scanMet.size, met: rallies.met.size },
+    fairness: mergeFairness(fairness),
     violationCounts,
   }
   return { ok: violations.length === 0, violations, summary }
+}
+
+/**
+ * Fairness among fair holds of one key (S11): a fair waiting acquire takes its queue place on its
+ * first busy answer, and no later arrival may be granted while that place is live. Judged from
+ * the claim attempts the worker timed (see worker.mjs), only where the order is certain:
+ *
+ *   A  a fair, waiting acquire that was granted after queueing: its place was taken inside the
+ *      attempt [q0, q1] that gave its first busy answer, and it was still waiting (alive, not
+ *      gone: it was granted in the end, so it neither timed out nor aborted nor was killed) until
+ *      the attempt [c0, c1] that granted it began, at c0.
+ *   B  any other fair acquire that was granted (waiting or try). It arrived no earlier than
+ *      arrival(B): the start of its own first busy attempt if it queued (its place is later than
+ *      that), else the start of its granting attempt (a claim without a place is granted only
+ *      when no live place exists at all).
+ *   overtake   q1(A) < arrival(B) and c1(B) < c0(A): A's place certainly existed before B
+ *      arrived, and B's grant certainly happened while A was still waiting for its own.
+ *
+ * Left out: waiters killed, aborted or timed out (no grant; their places end with them, which
+ * lets those behind move up but never reorders the living), holds of `fair: false` acquires
+ * (they barge by contract) on either side, and every A whose wait [q0(A), c1(A)] overlapped a
+ * lock-root deletion (the queue goes with the directory; A queues anew, behind later arrivals).
+ * Kills of other processes, pauses (a stopped waiter is alive and keeps its place) and limit
+ * changes (strict FIFO: the head is served first whatever fits) excuse nothing.
+ */
+function fairnessOf(key, hs, deletionIn, violate) {
+  const fair = hs.filter((h) => h.fair)
+  const waiters = fair.filter((h) => h.mode === 'wait' && h.q !== null)
+  const arrival = (h) => (h.q !== null ? h.q[0] : h.c0)
+  const out = { fairWaiters: 0, pairs: 0, overtakes: 0, tryOvertakes: 0, overtakenWaiters: 0, maxOvertakes: 0, excludedWiped: 0, waits: [] }
+  // B candidates by arrival, so each A scans only those that arrived after its place.
+  const byArrival = [...fair].sort((a, b) => arrival(a) - arrival(b))
+  for (const a of waiters) {
+    out.waits.push((a.s - a.t0) / 1000)
+    if (deletionIn(a.q[0], a.c1)) {
+      out.excludedWiped++
+      continue
+    }
+    out.fairWaiters++
+    let n = 0
+    let lo = 0
+    let hi = byArrival.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (arrival(byArrival[mid]) > a.q[1]) hi = mid
+      else lo = mid + 1
+    }
+    for (let i = lo; i < byArrival.length; i++) {
+      const b = byArrival[i]
+      if (arrival(b) >= a.c0) break
+      out.pairs++
+      if (b.c1 < a.c0) {
+        n++
+        if (b.q === null) out.tryOvertakes++
+        violate('fairness_overtake', {
+          key,
+          waiter: { w: a.w, fence: a.fence, weight: a.weight, queuedBy: a.q[1], grantClaimFrom: a.c0 },
+          overtaker: { w: b.w, fence: b.fence, weight: b.weight, mode: b.mode, arrivedFrom: arrival(b), grantedBy: b.c1, queued: b.q !== null },
+        })
+      }
+    }
+    if (n > 0) out.overtakenWaiters++
+    out.overtakes += n
+    out.maxOvertakes = Math.max(out.maxOvertakes, n)
+  }
+  return out
+}
+
+function mergeFairness(list) {
+  const out = { fairWaiters: 0, pairs: 0, overtakes: 0, tryOvertakes: 0, overtakenWaiters: 0, maxOvertakes: 0, excludedWiped: 0 }
+  const waits = []
+  for (const f of list) {
+    for (const k of Object.keys(out)) out[k] = k === 'maxOvertakes' ? Math.max(out[k], f[k]) : out[k] + f[k]
+    waits.push(...f.waits)
+  }
+  waits.sort((a, b) => a - b)
+  return { ...out, waitMs: { p50: round(pct(waits, 0.5)), p99: round(pct(waits, 0.99)), max: round(waits.at(-1) ?? null) } }
 }

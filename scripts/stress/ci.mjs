@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// npm run stress:ci — the bounded chaos suite CI runs (about 2 minutes 25 seconds on 2 cores):
-//   three chaos runs on the file store and one on the PostgreSQL store (its own throwaway cluster,
-//   with server restarts) that must find no violation (fixed seeds and one random seed, printed),
-//   each with a work floor: on a loaded machine it runs longer (bounded) rather than proving little;
-//   and five negative controls (control.mjs) — the same harness against deliberately broken
-//   engines, selected through FileStore's test-only `faults` or a faulty PostgreSQL claim
-//   function, with the fault's window forced by a rally — that the checker must catch.
+// npm run stress:ci — the bounded chaos suite CI runs (about 2 minutes 50 seconds on 2 cores):
+//   three chaos runs on the file store (weighted holds, fair and barging waiters: the checker sums
+//   weights and judges the order fair waiters are served in) and one on the PostgreSQL store (its
+//   own throwaway cluster, with server restarts) that must find no violation (fixed seeds and one
+//   random seed, printed), each with a work floor: on a loaded machine it runs longer (bounded)
+//   rather than proving little; and seven negative controls (control.mjs) — the same harness
+//   against deliberately broken engines, selected through FileStore's test-only `faults`, a faulty
+//   PostgreSQL claim function or a harness fault (weightBlind, unfair), with the fault's window
+//   forced by a rally (or, for unfair, by pausing queued waiters) — that the checker must catch.
 // Exit 0 only when every clean run is clean and reached its floor, and every broken engine is caught.
 import * as fs from 'node:fs'
 import { formatControl, runNegativeControl } from './control.mjs'
@@ -35,6 +37,9 @@ const controls = [
   { name: 'negative control: no gate', control: 'noGate', seed: 3 },
   { name: 'negative control: reclaim on suspicion', control: 'reclaimOnSuspicion', seed: 4 },
   { name: 'negative control: one holder over the limit', control: 'overAdmit', seed: 5 },
+  // 4 s suffice: an unfair engine overtakes, and weight-blind rallies meet, several times a second.
+  { name: 'negative control: an engine blind to weights', control: 'weightBlind', seed: 9, seconds: 4 },
+  { name: 'negative control: an engine without a queue', control: 'unfair', seed: 10, seconds: 4 },
   { name: 'negative control: PostgreSQL claim function one holder over the limit', control: 'pgOverAdmit', seed: 6 },
   { name: 'negative control: PostgreSQL session witness on the wrong lock', control: 'pgWrongLockKey', seed: 8 },
 ]
@@ -69,7 +74,7 @@ for (const run of clean) {
 for (const c of controls) {
   console.log(`\n== ${c.name}`)
   const t = performance.now()
-  const out = await runNegativeControl(c.control, { seed: c.seed, procs: 4, seconds: 6, attempts: 3 })
+  const out = await runNegativeControl(c.control, { seed: c.seed, procs: 4, seconds: c.seconds ?? 6, attempts: 3 })
   console.log(formatControl(out))
   if (out.verdict !== 'caught') failures++
   console.log(took(t))

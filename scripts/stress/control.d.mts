@@ -1,6 +1,6 @@
 // Types for control.mjs (the harness is plain JavaScript so it runs without a build step).
 import type { CheckResult, StressRun } from './check.mjs'
-export type ControlName = 'noGate' | 'reclaimOnSuspicion' | 'overAdmit' | 'pgOverAdmit' | 'pgWrongLockKey'
+export type ControlName = 'noGate' | 'reclaimOnSuspicion' | 'overAdmit' | 'weightBlind' | 'unfair' | 'pgOverAdmit' | 'pgWrongLockKey'
 export type Verdict = 'caught' | 'missed' | 'inconclusive'
 export interface ControlAttempt {
   seed: number
@@ -20,7 +20,18 @@ export interface ControlOutcome {
 }
 export const NEGATIVE_CONTROLS: Record<
   ControlName,
-  { fault: string; limit: number; rally: { at: 'afterScan' | 'holding'; size: number; opener?: 'hidden' }; store?: 'file' | 'postgres'; ttlMs?: number; rallyWaitMs?: number }
+  {
+    fault: string
+    limit: number
+    rally: { at: 'afterScan' | 'holding'; size: number; opener?: 'hidden'; memberWeight?: number; weightSum?: number } | null
+    /** The violation that counts as a catch (default EXPECTED_KIND). */
+    expect?: string
+    fairShare?: number
+    weights?: Record<string, number>
+    store?: 'file' | 'postgres'
+    ttlMs?: number
+    rallyWaitMs?: number
+  }
 >
 export const EXPECTED_KIND: string
 export const CONTROL_WEIGHTS: Record<string, number>
@@ -38,6 +49,8 @@ export function runNegativeControl(
     log?: (message: string) => void
     onAttempt?: (attempt: ControlAttempt) => void
     check?: (run: StressRun) => CheckResult
+    /** Another build's dist/internal.js (default: this package's). */
+    internal?: string
   },
 ): Promise<ControlOutcome>
 export function formatControl(out: ControlOutcome): string

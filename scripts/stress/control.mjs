@@ -7,7 +7,8 @@
 // by luck (a loaded machine runs fewer of them), so a control does not rest on luck:
 //
 //   - It forces the interleaving the fault gets wrong, with a rally (worker.mjs): `limit + 1`
-//     workers hold at once, each having logged its grant - possible only for a broken engine
+//     workers (or, for a weighted rally, weights summing to `limit + 1`) hold at once, each having
+//     logged its grant - possible only for a broken engine
 //     (noGate: the rally meets inside the claim, where a gate admits one process at a time).
 //     Kills, limit changes and lock-root deletions are off in control runs, so nothing can end a
 //     rally member's logged hold early: every met rally is an over-admission the checker must see.
@@ -33,6 +34,17 @@ export const NEGATIVE_CONTROLS = {
   noGate: { fault: 'noGate', limit: 1, rally: { at: 'afterScan', size: 2 } },
   reclaimOnSuspicion: { fault: 'reclaimOnSuspicion', limit: 1, rally: { at: 'holding', size: 2, opener: 'hidden' } },
   overAdmit: { fault: 'overAdmit=1', limit: 2, rally: { at: 'holding', size: 3 } },
+  // An engine that counts holders, not weights (a harness fault: each claim is made with weight 1
+  // while the worker logs the weight it asked for; see worker.mjs). Rally members ask for the whole
+  // limit (an exclusive hold) and meet when their weights reach limit + 1: two exclusive holders
+  // at once, never more holders than the limit, so only the checker's weight sum can see it.
+  weightBlind: { fault: 'weightBlind', limit: 2, rally: { at: 'holding', size: 2, memberWeight: 2, weightSum: 3 } },
+  // An engine without a queue (a harness fault: every claim barges while the worker logs fair:
+  // true). No rally: the window is forced by pausing waiters that hold a place (stopWaiter) - a
+  // paused waiter never gets a slot before it resumes, so a barging engine hands the slots behind
+  // its back to later arrivals, and a fair one hands them to nobody. Caught or inconclusive: an
+  // overtake is the only evidence the window was used, so this control cannot say "missed".
+  unfair: { fault: 'unfair', limit: 1, rally: null, fairShare: 1, expect: 'fairness_overtake', weights: { stopWaiter: 12, stopRandom: 0 } },
   // The PostgreSQL store with a claim function that grants while active <= limit (ClaimFault
   // 'overAdmit'). Rally members block their event loop while they wait, so the wait stays well
   // inside the TTL (a member must not lose its hold by not renewing).
@@ -42,7 +54,7 @@ export const NEGATIVE_CONTROLS = {
   pgWrongLockKey: { store: 'postgres', ttlMs: 3000, rallyWaitMs: 1000, fault: 'wrongLockKey', limit: 1, rally: { at: 'holding', size: 2 } },
 }
 
-/** The violation every control must produce: a met rally is exactly this. */
+/** The violation a control of the bound must produce: a met rally is exactly this. */
 export const EXPECTED_KIND = 'over_admission'
 
 /**
@@ -51,7 +63,7 @@ export const EXPECTED_KIND = 'over_admission'
  * kills the very claim that just met inside the gate's window, and pausing holders pauses rally
  * members. Random pauses stay.
  */
-export const CONTROL_WEIGHTS = { ...DEFAULT_WEIGHTS, killRandom: 0, killHolder: 0, trap: 0, stopHolder: 0, limit: 0, rmroot: 0, restart: 0 }
+export const CONTROL_WEIGHTS = { ...DEFAULT_WEIGHTS, killRandom: 0, killHolder: 0, trap: 0, stopHolder: 0, stopWaiter: 0, limit: 0, rmroot: 0, restart: 0 }
 
 /**
  * On a networked store a rally member paused past its TTL rightly loses its hold (and its marker
@@ -68,7 +80,8 @@ export function controlCommand(name, seed, o) {
 /**
  * Runs a negative control: attempts until a verdict (see above). Options: seed, procs, seconds,
  * attempts, engine ('broken' | 'intact'), rallyWaitMs, log, onAttempt (called with each attempt's
- * result), check (the checker, for tests of the control itself). The logs of every attempt are
+ * result), check (the checker, for tests of the control itself), internal (another build's
+ * dist/internal.js). The logs of every attempt are
  * kept when the control failed, and removed otherwise.
  */
 export async function runNegativeControl(name, options = {}) {
@@ -86,14 +99,18 @@ export async function runNegativeControl(name, options = {}) {
       keys: 1,
       seed,
       fault: o.engine === 'intact' ? null : def.fault,
-      weights: def.store === 'postgres' ? NETWORKED_CONTROL_WEIGHTS : CONTROL_WEIGHTS,
+      weights: { ...(def.store === 'postgres' ? NETWORKED_CONTROL_WEIGHTS : CONTROL_WEIGHTS), ...def.weights },
+      // Controls of the bound barge (fair: false), so a queue neither slows their rallies nor adds
+      // verdicts of another kind.
+      fairShare: def.fairShare ?? 0,
       rally: def.rally,
       rallyWaitMs: def.rallyWaitMs ?? o.rallyWaitMs,
       ...(def.store ? { store: def.store, ttlMs: def.ttlMs } : {}),
       log: o.log,
+      ...(o.internal ? { internal: o.internal } : {}),
       ...(o.check ? { check: o.check } : {}),
     })
-    const caught = (res.summary.violationCounts[EXPECTED_KIND] ?? 0) > 0
+    const caught = (res.summary.violationCounts[def.expect ?? EXPECTED_KIND] ?? 0) > 0
     const rallies = res.summary.rallies
     const attempt = { seed, command: controlCommand(name, seed, o), caught, rallies, violationCounts: res.summary.violationCounts, runDir: res.runDir, result: res }
     attempts.push(attempt)
@@ -124,10 +141,11 @@ export function formatControl(out) {
     lines.push(`    reproduce: ${a.command}`)
     if (a.kept) lines.push(`    logs kept in ${a.runDir}`)
   }
+  const kind = NEGATIVE_CONTROLS[out.name]?.expect ?? EXPECTED_KIND
   const what = {
-    caught: `negative control caught (${EXPECTED_KIND})`,
-    missed: `NEGATIVE CONTROL MISSED: limit+1 holders rallied and the checker saw no ${EXPECTED_KIND}`,
-    inconclusive: `negative control inconclusive: no rally met in ${out.attempts.length} attempt(s)${out.engine === 'intact' ? ' (as it must with the intact engine)' : ''}`,
+    caught: `negative control caught (${kind})`,
+    missed: `NEGATIVE CONTROL MISSED: limit+1 holders rallied and the checker saw no ${kind}`,
+    inconclusive: `negative control inconclusive: ${kind === EXPECTED_KIND ? 'no rally met' : 'no overtake seen'} in ${out.attempts.length} attempt(s)${out.engine === 'intact' ? ' (as it must with the intact engine)' : ''}`,
   }
   lines.push(`  ${what[out.verdict]}`)
   return lines.join('\n')

@@ -26,8 +26,12 @@ export interface StressOptions {
   minWork?: { grants?: number; kills?: number; limitChanges?: number; restarts?: number } | null
   maxSeconds?: number | null
   /** Keeps a rally open (a forced interleaving: `size` holders at once; see worker.mjs). */
-  rally?: { at: 'afterScan' | 'holding'; size: number; opener?: 'hidden' } | null
+  rally?: { at: 'afterScan' | 'holding'; size: number; opener?: 'hidden'; memberWeight?: number; weightSum?: number } | null
   rallyWaitMs?: number
+  /** Share of acquires made with fair: true (default 0.8; 0 on PostgreSQL, which has no queue yet). */
+  fairShare?: number
+  /** Cap on the weights workers ask for (1..limit, mostly 1; default none; 1 on PostgreSQL). */
+  maxWeight?: number | null
   /** The checker (defaults to checkRun). */
   check?: (run: StressRun) => CheckResult
   log?: (message: string) => void
@@ -35,6 +39,7 @@ export interface StressOptions {
 export const PACKAGE_ROOT: string
 export const DEFAULT_INTERNAL: string
 export const DEFAULT_WEIGHTS: Record<string, number>
+export const DEFAULT_FAIR_SHARE: number
 export const PG_WEIGHTS: Record<string, number>
 export const STORES: string[]
 export function reproduceCommand(

@@ -1,6 +1,6 @@
 // The chaos driver: starts N workers, then, from a seeded schedule, SIGKILLs them (at random
 // moments, while holding, and mid-claim through the beforePublish trap), SIGSTOPs and later
-// SIGCONTs them, lowers and raises limits, deletes the lock root, and starts replacements. At
+// SIGCONTs them (at random, holders, and waiters that hold a queue place), lowers and raises limits, deletes the lock root, and starts replacements. At
 // the end it stops everyone, waits (bounded) for every worker to finish its loop, snapshots
 // leftovers, runs a final sweep, snapshots again, and hands the logs to the independent checker.
 //
@@ -47,6 +47,8 @@ export const DEFAULT_WEIGHTS = {
   limit: 10,
   rmroot: 2,
   restart: 0,
+  // Pauses a waiter that holds a queue place: a fair engine must keep everyone behind it waiting.
+  stopWaiter: 3,
 }
 
 /**
@@ -57,11 +59,15 @@ export const PG_WEIGHTS = { ...DEFAULT_WEIGHTS, trap: 0, rmroot: 0, restart: 3 }
 
 const now = () => Number(process.hrtime.bigint() / 1000n)
 
+/** The share of acquires made with `fair: true` (the default option); the rest barge. */
+export const DEFAULT_FAIR_SHARE = 0.8
+
 /** The command that reproduces a run's schedule. */
 export function reproduceCommand(o) {
   const parts = ['npm run stress --', `--procs ${o.procs}`, `--seconds ${o.seconds}`, `--limit ${o.limit}`, `--keys ${o.keys}`, `--seed ${o.seed}`]
   if (o.store === 'postgres') parts.push('--store postgres', `--ttl-ms ${o.ttlMs}`)
   if (o.fault) parts.push(`--fault ${o.fault}`)
+  if (o.fairShare !== undefined && o.fairShare !== (o.store === 'postgres' ? 0 : DEFAULT_FAIR_SHARE)) parts.push(`--fair-share ${o.fairShare}`)
   const m = o.minWork
   if (m?.grants) parts.push(`--min-grants ${m.grants}`)
   if (m?.kills) parts.push(`--min-kills ${m.kills}`)
@@ -162,6 +168,8 @@ function grantCounter(runDir) {
  * Runs one chaos run and checks it. Options: procs, seconds, limit, keys, seed, fault,
  * stopTimeoutMs, runDir, internal (path of dist/internal.js), weights, tickMs [lo, hi],
  * waitChoices, trapStallMs, log (progress printer);
+ * fairShare (share of acquires made with fair: true; default 0.8, 0 on PostgreSQL) and maxWeight
+ * (cap on the weights workers ask for, 1..limit, mostly 1; default none, 1 on PostgreSQL);
  * minWork { grants, kills, limitChanges } and maxSeconds: a run goes on past `seconds`, up to
  * maxSeconds, until it did that much (a loaded machine does less per second; a run that did
  * little proves little), and the summary says whether it got there;
@@ -194,12 +202,19 @@ export async function runStress(options = {}) {
     maxSeconds: null,
     rally: null,
     rallyWaitMs: 2000,
+    fairShare: undefined,
+    maxWeight: undefined,
     check: checkRun,
     log: () => {},
     ...options,
   }
   if (!STORES.includes(o.store)) throw new Error(`unknown store ${o.store} (known: ${STORES.join(', ')})`)
   if (options.weights === undefined && o.store === 'postgres') o.weights = PG_WEIGHTS
+  // The PostgreSQL store has neither weighted holds (store_unsupported) nor a queue yet: its
+  // workers ask for weight 1 and barge (fair: false), so the checks that run there stay meaningful.
+  if (o.fairShare === undefined) o.fairShare = o.store === 'postgres' ? 0 : DEFAULT_FAIR_SHARE
+  if (o.maxWeight === undefined) o.maxWeight = o.store === 'postgres' ? 1 : null
+  if (!(o.fairShare >= 0 && o.fairShare <= 1)) throw new Error(`fairShare must be in [0, 1], not ${o.fairShare}`)
   if (!fs.existsSync(o.internal)) {
     throw new Error(`${o.internal} is missing: build the package first (npm run build)`)
   }
@@ -301,6 +316,8 @@ async function chaos(o, cluster) {
         minWork: o.minWork,
         rally: o.rally,
         store: o.store,
+        fairShare: o.fairShare,
+        maxWeight: o.maxWeight,
         ...(cluster ? { ttlMs: o.ttlMs, schema: PG_SCHEMA } : {}),
       },
       null,
@@ -363,6 +380,8 @@ async function chaos(o, cluster) {
       trapStallMs: o.trapStallMs,
       hiddenEvery: o.hiddenEvery,
       rallyWaitMs: o.rallyWaitMs,
+      fairShare: o.fairShare,
+      maxWeight: o.maxWeight,
       store: o.store,
       ...(cluster ? { connectionString: cluster.connectionString, schema: PG_SCHEMA, ttlMs: o.ttlMs } : {}),
     }
@@ -413,6 +432,8 @@ async function chaos(o, cluster) {
   const live = () => [...workers.values()].filter((w) => w.alive && !w.killed)
   // A holder's last line is its grant (or, on a networked store, its latest `held`).
   const holders = () => live().filter((w) => ['grant', 'held'].includes(lastEvent(w.id)?.ev))
+  // A queued waiter's last line is its first busy answer (nothing is logged until it ends).
+  const waiters = () => live().filter((w) => lastEvent(w.id)?.ev === 'queued')
 
   const stopFor = (w, ms) => {
     if (w.stopped) return
@@ -496,9 +517,10 @@ async function chaos(o, cluster) {
         break
       }
       case 'stopHolder':
+      case 'stopWaiter':
       case 'stopRandom': {
         const ms = 100 + uParam * 2900
-        const candidates = (action === 'stopHolder' ? holders() : pool).filter((w) => !w.stopped)
+        const candidates = (action === 'stopHolder' ? holders() : action === 'stopWaiter' ? waiters() : pool).filter((w) => !w.stopped)
         if (candidates.length > 0 && pool.filter((w) => w.stopped).length < maxStopped) stopFor(among(candidates), ms)
         break
       }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME]
-//                   [--store file|postgres] [--ttl-ms MS]
+//                   [--store file|postgres] [--ttl-ms MS] [--fair-share F]
 //                   [--min-grants N] [--min-kills N] [--min-limit-changes N] [--min-restarts N] [--max-seconds S]
 //                   [--stop-timeout MS] [--keep] [--json] [--expect-violation]
 //
@@ -11,6 +11,9 @@
 // --store postgres runs the workers on a PostgreSQL store, on a throwaway cluster the driver
 // starts and stops (scripts/pg/cluster.mjs), with server restarts among the chaos; --ttl-ms sets
 // the store's TTL (default 2000).
+// Workers ask for weights 1..limit (mostly 1) and make a share F of their acquires with
+// `fair: true` (default 0.8; 0 on PostgreSQL, which has no queue yet); --fair-share 0 leaves the
+// fairness check nothing to judge.
 // --fault NAME passes a test-only fault to the FileStore (noGate, reclaimOnSuspicion,
 // reclaimAfterMs=<ms>, ...), or with --store postgres installs a faulty claim function (overAdmit,
 // wrongLockKey, ...: ClaimFault in lib/lease/postgres/schema.ts); --expect-violation inverts the exit code for free-running negative
@@ -23,7 +26,7 @@ import { pathToFileURL } from 'node:url'
 import { DEFAULT_INTERNAL, PACKAGE_ROOT, runStress } from './driver.mjs'
 
 const USAGE =
-  'usage: npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME] [--store file|postgres] [--ttl-ms MS] [--min-grants N] [--min-kills N] [--min-limit-changes N] [--min-restarts N] [--max-seconds S] [--stop-timeout MS] [--keep] [--json] [--expect-violation]'
+  'usage: npm run stress -- [--procs N] [--seconds S] [--limit L] [--keys K] [--seed X] [--fault NAME] [--store file|postgres] [--ttl-ms MS] [--fair-share F] [--min-grants N] [--min-kills N] [--min-limit-changes N] [--min-restarts N] [--max-seconds S] [--stop-timeout MS] [--keep] [--json] [--expect-violation]'
 
 export function parseArgs(argv) {
   const o = {}
@@ -42,6 +45,10 @@ export function parseArgs(argv) {
       const v = argv[++i]
       if (!v || !/^[A-Za-z]+(=\d+)?$/.test(v)) throw new Error('--fault needs a name (noGate, reclaimOnSuspicion, reclaimAfterMs=<ms>, ...)')
       o.fault = v === 'none' ? null : v
+    } else if (a === '--fair-share') {
+      const v = Number(argv[++i])
+      if (!(v >= 0 && v <= 1)) throw new Error('--fair-share needs a number in [0, 1]')
+      o.fairShare = v
     } else if (a === '--store') {
       const v = argv[++i]
       if (v !== 'file' && v !== 'postgres') throw new Error('--store needs file or postgres')
@@ -70,6 +77,14 @@ export function formatSummary(res) {
     }`,
   )
   const op = s.ops
+  const f = s.fairness
+  if (f) {
+    const used = `  weights: peak used ${Object.values(s.perKey).map((k) => `${k.peakUsed}/${k.limitMax}`).join(', ')} (sum of weights / highest limit), ${s.ops.heavyGrants} grants of weight > 1, ${Object.values(s.perKey).reduce((n, k) => n + k.heavyShared, 0)} grants while a heavy hold shared the key`
+    if (f.fairWaiters + f.excludedWiped === 0) lines.push(`${used}; fairness: no fair waiter was granted after queueing`)
+    else lines.push(
+      `${used}; fairness: ${f.fairWaiters} fair waiters granted after queueing, ${f.pairs} ordered pairs judged, ${f.overtakes} overtakes (${f.overtakenWaiters} waiters, most ${f.maxOvertakes} times${f.tryOvertakes ? `; ${f.tryOvertakes} by grants without a place` : ''}), ${f.excludedWiped} waits excluded by lock-root deletions, ${op.queuedWithoutPlace} fair first busy answers without a queue place; fair wait p50 ${f.waitMs.p50} ms, p99 ${f.waitMs.p99} ms, max ${f.waitMs.max} ms`,
+    )
+  }
   if (s.store === 'postgres') {
     const sig = Object.entries(op.lostSignals ?? {})
     lines.push(

@@ -1,8 +1,18 @@
 // One chaos worker: loops acquire → hold a random short time → release on a few keys, logging
 // every moment that matters to its own append-only log with fs.writeSync, so a SIGKILL loses
 // nothing the checker needs:
-//   acq   {t0, key, limit, mode, waitMs}   t0 is taken BEFORE the limit is read
-//   grant {t, key, slot, fence, waitedMs}  written after acquire returns
+//   acq   {t0, key, limit, mode, waitMs, weight, fair}
+//                                          t0 is taken BEFORE the limit is read; weight is the
+//                                          share asked for (1..limit, mostly 1), fair the option
+//   queued {t, c0, key, place}             the acquire's first busy answer in wait mode: the
+//                                          claim attempt that gave it began at c0 and returned at
+//                                          t, so a fair waiter's queue place was taken in [c0, t]
+//                                          (place: whether the answer carried one)
+//   grant {t, key, slot, fence, weight, leaseWeight, engineWeight?, c0, c1, waitedMs}
+//                                          written after acquire returns; [c0, c1] is the claim
+//                                          attempt that granted (the grant happened inside it);
+//                                          leaseWeight is lease.weight, engineWeight the weight
+//                                          the engine was asked for when a harness fault changed it
 //   rel   {t, key}                         written BEFORE release is called
 //   reld  {t, key, ok}                     written after release returns
 //   busy  {t, key, mode, waitedMs}         lease_busy (waitMs elapsed) or try-mode null
@@ -17,6 +27,15 @@
 //   rel   {t, key, held}                   as above, with lease.held() checked just after t
 // While holding it checks held() every few ms, and stops holding early when it is false.
 // Time is process.hrtime.bigint() (CLOCK_MONOTONIC on Linux, shared by all processes) in µs.
+// Claim attempts are timed by a wrapper around the store (the engine calls store.claim once per
+// attempt), not by the engine's hooks: the checker needs when the attempt began, not only when the
+// engine reported it.
+//
+// Harness faults (negative controls of the checker that need no engine seam; cfg.fault):
+//   weightBlind   every claim is made with weight 1 while the log keeps the weight asked for: an
+//                 engine that counts holders, not weights. Only the checker's weight sum sees it.
+//   unfair        every claim is made with fair: false while the log keeps the fair asked for: an
+//                 engine without a queue. Only the checker's fairness rule sees it.
 //
 // Usage (spawned by driver.mjs): node worker.mjs '<json config>'
 import * as fs from 'node:fs'
@@ -63,10 +82,14 @@ let trapSeq = -1
 // markers saw `size` leases held at that moment, each with its grant logged before and its
 // release logged after. `size` is the limit plus one: only a broken engine lets a rally meet.
 // With `at: 'afterScan'` the members first meet inside the claim (after the count, before the
-// record is written): the window a gate keeps to one process at a time.
+// record is written): the window a gate keeps to one process at a time. A weighted rally
+// (`memberWeight`, `weightSum`) has its members ask for memberWeight and meets when the weights of
+// the members holding at once reach weightSum (the limit plus one): only an engine that
+// misjudges weights lets it meet.
 let rally = null // the rally this claim takes part in: { seq, at, size, opener }
 let rallyJoined = -1 // the last rally seq this worker took part in
 let rallyScanMet = false
+let rallyWeight = 1
 const rallyDir = (seq) => join(cfg.runDir, `rally-${seq}`)
 
 function rallyEntries(seq) {
@@ -94,17 +117,20 @@ function touch(seq, name) {
 function rallyMeet(phase) {
   const seq = rally.seq
   const closed = `closed-${phase}`
-  const mine = `${phase}-${cfg.id}`
+  const mine = `${phase}-${cfg.id}-w${rallyWeight}`
   const before = rallyEntries(seq)
   if (before === null || before.includes(closed)) return false
   touch(seq, mine)
   const deadline = performance.now() + cfg.rallyWaitMs
   for (;;) {
     const names = rallyEntries(seq) ?? []
-    const n = names.filter((x) => x.startsWith(`${phase}-`)).length
-    const met = n >= rally.size
+    const members = names.filter((x) => x.startsWith(`${phase}-`))
+    const n = members.length
+    // A weighted rally meets on the members' weights (each marker names its member's weight).
+    const sum = members.reduce((acc, x) => acc + Number(/-w(\d+)$/.exec(x)?.[1] ?? 1), 0)
+    const met = rally.weightSum === undefined ? n >= rally.size : sum >= rally.weightSum
     if (met || names.includes(closed) || performance.now() >= deadline) {
-      emit({ ev: 'rally', t: now(), seq, phase, n, met })
+      emit({ ev: 'rally', t: now(), seq, phase, n, sum, met })
       if (!met || phase === 'hold') fs.rmSync(join(rallyDir(seq), mine), { force: true })
       if (phase === 'hold' || !met) touch(seq, closed)
       return met
@@ -126,17 +152,46 @@ const faults = {
     rallyScanMet = rallyMeet('scan')
   },
 }
+const HARNESS_FAULTS = new Set(['weightBlind', 'unfair'])
+const harnessFaults = {}
 if (cfg.fault) {
   const [name, value] = cfg.fault.split('=')
-  faults[name] = value === undefined ? true : Number(value)
+  const into = HARNESS_FAULTS.has(name) ? harnessFaults : faults
+  into[name] = value === undefined ? true : Number(value)
 }
-let store
+let baseStore
 if (networked) {
   const { postgresStore } = await import(pathToFileURL(join(dirname(cfg.internal), 'postgres.js')).href)
-  store = postgresStore({ connectionString: cfg.connectionString, schema: cfg.schema, ttlMs: cfg.ttlMs })
+  baseStore = postgresStore({ connectionString: cfg.connectionString, schema: cfg.schema, ttlMs: cfg.ttlMs })
 } else {
-  store = new FileStore({ root: cfg.root, faults })
+  baseStore = new FileStore({ root: cfg.root, faults })
 }
+
+// The current acquire's claim attempts: the first busy one (the queue place) and the latest.
+let claims = { queued: null, last: null }
+/**
+ * The store as the engine sees it: every claim attempt is timed, and the first busy answer of a
+ * waiting acquire is logged at once (written before the engine goes on, so a kill loses nothing).
+ */
+const store = new Proxy(baseStore, {
+  get(target, prop) {
+    if (prop === 'claim') {
+      return async (req) => {
+        const c0 = now()
+        const attempt = await target.claim({ ...req, ...(harnessFaults.weightBlind ? { weight: 1 } : {}), ...(harnessFaults.unfair ? { fair: false } : {}) })
+        const c1 = now()
+        claims.last = [c0, c1]
+        if (attempt.kind === 'busy' && req.mode === 'wait' && claims.queued === null) {
+          claims.queued = [c0, c1]
+          emit({ ev: 'queued', t: c1, c0, key: req.key, place: attempt.place !== undefined })
+        }
+        return attempt
+      }
+    }
+    const v = Reflect.get(target, prop, target)
+    return typeof v === 'function' ? v.bind(target) : v
+  },
+})
 
 // Some workers record an identity nobody can verify (as if they ran in another pid namespace or
 // behind hidepid): only the kernel witness can then tell whether they are alive. The engine must
@@ -176,6 +231,13 @@ async function holdWatching(lease, ms) {
     if (left <= 0) return
     await delay(Math.min(left, 15))
   }
+}
+
+/** A weight in 1..max, mostly 1 (most holds are light; a few are heavy, up to exclusive). */
+function pickWeight(max) {
+  const light = r.chance(0.6)
+  const any = r.int(1, max)
+  return light ? 1 : any
 }
 
 function holdMs() {
@@ -218,12 +280,18 @@ for (let cycle = 0; ; cycle++) {
   const limit = ctl.limits[key]
   const mode = r.chance(0.2) ? 'try' : 'wait'
   const waitMs = mode === 'try' ? 0 : r.pick(cfg.waitChoices)
-  emit({ ev: 'acq', t0, key, limit, mode, waitMs, cycle })
+  // Drawn every cycle whatever the rally, so a seed's sequence of draws does not shift.
+  const drawnWeight = pickWeight(Math.min(limit, cfg.maxWeight ?? limit))
+  const fair = r.chance(cfg.fairShare ?? 0)
+  const weight = rally?.memberWeight !== undefined ? Math.min(rally.memberWeight, limit) : drawnWeight
+  rallyWeight = weight
+  emit({ ev: 'acq', t0, key, limit, mode, waitMs, weight, fair, cycle })
   let lease
   busyAnswers = 0
+  claims = { queued: null, last: null }
   try {
     const where = networked ? { store } : { lockRoot: cfg.root }
-    lease = await acquireWith(store, normalizeOptions({ key, limit, ...where, waitMs }), mode, hooks)
+    lease = await acquireWith(store, normalizeOptions({ key, limit, weight, fair, ...where, waitMs }), mode, hooks)
   } catch (err) {
     const t = now()
     if (err?.name === 'LeaseError' && err.code === 'lease_busy') {
@@ -241,7 +309,10 @@ for (let cycle = 0; ; cycle++) {
     continue
   }
   const tg = now()
-  emit({ ev: 'grant', t: tg, key, slot: lease.slot, fence: lease.fence, waitedMs: (tg - t0) / 1000, waited: busyAnswers > 0 })
+  const [c0, c1] = claims.last ?? [t0, tg]
+  // engineWeight: what the engine was asked for, when a harness fault made it differ from weight.
+  const asked = harnessFaults.weightBlind ? { engineWeight: 1 } : {}
+  emit({ ev: 'grant', t: tg, key, slot: lease.slot, fence: lease.fence, weight, leaseWeight: lease.weight, ...asked, c0, c1, waitedMs: (tg - t0) / 1000, waited: busyAnswers > 0 })
   if (rally !== null && rallyMayHold()) {
     rallyJoined = rally.seq
     rallyMeet('hold')
