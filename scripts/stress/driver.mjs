@@ -67,7 +67,7 @@ export function reproduceCommand(o) {
   const parts = ['npm run stress --', `--procs ${o.procs}`, `--seconds ${o.seconds}`, `--limit ${o.limit}`, `--keys ${o.keys}`, `--seed ${o.seed}`]
   if (o.store === 'postgres') parts.push('--store postgres', `--ttl-ms ${o.ttlMs}`)
   if (o.fault) parts.push(`--fault ${o.fault}`)
-  if (o.fairShare !== undefined && o.fairShare !== (o.store === 'postgres' ? 0 : DEFAULT_FAIR_SHARE)) parts.push(`--fair-share ${o.fairShare}`)
+  if (o.fairShare !== undefined && o.fairShare !== DEFAULT_FAIR_SHARE) parts.push(`--fair-share ${o.fairShare}`)
   const m = o.minWork
   if (m?.grants) parts.push(`--min-grants ${m.grants}`)
   if (m?.kills) parts.push(`--min-kills ${m.kills}`)
@@ -168,8 +168,8 @@ function grantCounter(runDir) {
  * Runs one chaos run and checks it. Options: procs, seconds, limit, keys, seed, fault,
  * stopTimeoutMs, runDir, internal (path of dist/internal.js), weights, tickMs [lo, hi],
  * waitChoices, trapStallMs, log (progress printer);
- * fairShare (share of acquires made with fair: true; default 0.8, 0 on PostgreSQL) and maxWeight
- * (cap on the weights workers ask for, 1..limit, mostly 1; default none, 1 on PostgreSQL);
+ * fairShare (share of acquires made with fair: true; default 0.8) and maxWeight
+ * (cap on the weights workers ask for, 1..limit, mostly 1; default none);
  * minWork { grants, kills, limitChanges } and maxSeconds: a run goes on past `seconds`, up to
  * maxSeconds, until it did that much (a loaded machine does less per second; a run that did
  * little proves little), and the summary says whether it got there;
@@ -212,8 +212,8 @@ export async function runStress(options = {}) {
   if (options.weights === undefined && o.store === 'postgres') o.weights = PG_WEIGHTS
   // The PostgreSQL store has neither weighted holds (store_unsupported) nor a queue yet: its
   // workers ask for weight 1 and barge (fair: false), so the checks that run there stay meaningful.
-  if (o.fairShare === undefined) o.fairShare = o.store === 'postgres' ? 0 : DEFAULT_FAIR_SHARE
-  if (o.maxWeight === undefined) o.maxWeight = o.store === 'postgres' ? 1 : null
+  if (o.fairShare === undefined) o.fairShare = DEFAULT_FAIR_SHARE
+  if (o.maxWeight === undefined) o.maxWeight = null
   if (!(o.fairShare >= 0 && o.fairShare <= 1)) throw new Error(`fairShare must be in [0, 1], not ${o.fairShare}`)
   if (!fs.existsSync(o.internal)) {
     throw new Error(`${o.internal} is missing: build the package first (npm run build)`)
