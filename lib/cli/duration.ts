@@ -1,5 +1,6 @@
 // Durations as operators write them (`prune --idle 1d`): a sequence of number+unit parts, largest
-// unit first (`1h30m`), or a plain number of milliseconds. A few lines, so no dependency.
+// unit first (`1h30m`), or a plain number of seconds (as `--wait` and `--ttl` take). A few lines,
+// so no dependency.
 
 const UNIT_MS: Readonly<Record<string, number>> = { w: 604_800_000, d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 }
 const ORDER = ['w', 'd', 'h', 'm', 's', 'ms']
@@ -7,12 +8,12 @@ const PART = /([0-9]+(?:\.[0-9]+)?)(ms|[wdhms])/y
 const PLAIN = /^[0-9]+$/
 
 /**
- * Milliseconds for `30s`, `10m`, `2h`, `1d`, `1w`, `250ms`, `1h30m` or `1500`; null for anything
+ * Milliseconds for `30s`, `10m`, `2h`, `1d`, `1w`, `250ms`, `1h30m` or `90` (seconds); null for anything
  * else (negative, unknown unit, units out of order or repeated, a result that is not a safe integer).
  */
 export function parseDuration(text: string): number | null {
   if (PLAIN.test(text)) {
-    const ms = Number(text)
+    const ms = Number(text) * 1000
     return Number.isSafeInteger(ms) ? ms : null
   }
   let total = 0

@@ -20,7 +20,7 @@ still gets fences larger than any it granted before.
 Options:
   --idle DURATION  how long a key must have been idle (default ${DEFAULT_IDLE}): a
                    number with a unit, largest first (30s, 10m, 2h, 1d, 1w,
-                   1h30m; also ms), or a plain number of milliseconds
+                   1h30m; also ms), or a plain number of seconds
   --dry-run, -n    say what would be removed, remove nothing
   --json           machine-readable output (schema version 1, see the README)
   --root DIR       lock root (default: $XDG_RUNTIME_DIR/proclease, else
@@ -64,7 +64,7 @@ export async function pruneCommand(args: string[], io: Io): Promise<number> {
   const idleText = optionalString(parsed.values, 'idle', 'prune') ?? DEFAULT_IDLE
   const idleMs = parseDuration(idleText)
   if (idleMs === null) {
-    throw new UsageError(`--idle must be a duration such as 30s, 10m, 2h, 1d or a number of milliseconds, got ${JSON.stringify(idleText)}`, 'prune')
+    throw new UsageError(`--idle must be a duration such as 30s, 10m, 2h, 1d or a number of seconds, got ${JSON.stringify(idleText)}`, 'prune')
   }
   const dryRun = parsed.values['dry-run'] === true
   const choice = chooseStore(parsed.values, 'prune')

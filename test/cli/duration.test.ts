@@ -1,11 +1,11 @@
-// The duration syntax of `prune --idle`: 30s, 10m, 2h, 1d, 1h30m, or plain milliseconds.
+// The duration syntax of `prune --idle`: 30s, 10m, 2h, 1d, 1h30m, or plain seconds (as --wait and --ttl).
 import { describe, expect, it } from 'vitest'
 import { parseDuration } from '../../lib/cli/duration.js'
 
 describe('parseDuration', () => {
   it.each([
     ['0', 0],
-    ['1500', 1500],
+    ['1500', 1_500_000],
     ['250ms', 250],
     ['30s', 30_000],
     ['1.5s', 1500],
