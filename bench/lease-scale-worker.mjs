@@ -4,6 +4,7 @@
 import { createInterface } from 'node:readline'
 import { setTimeout as delay } from 'node:timers/promises'
 import { LeaseError, acquireLease } from '../dist/index.js'
+import { acquireWith, normalizeOptions, storeFor } from '../dist/internal.js'
 
 const [role, specJson] = process.argv.slice(2)
 const spec = JSON.parse(specJson)
@@ -87,17 +88,22 @@ if (role === 'relay') {
   emit({ ev: 'done', intervals, errors })
   await command()
 } else if (role === 'fair-loop') {
-  // spec.rounds times, on "go": acquire (arrival = the call), hold spec.holdMs, release, again.
+  // spec.rounds times, on "go": acquire (arrival = the call; queued = its first busy answer, the
+  // moment it took its place in the queue, or null when it never waited), hold spec.holdMs,
+  // release, again.
   await command()
   const acq = []
+  const opts = normalizeOptions(leaseOptions())
+  const store = storeFor(spec.root)
   for (let i = 0; i < spec.rounds; i++) {
     const a = nowMs()
-    const lease = await acquireLease(leaseOptions())
+    let q = null
+    const lease = await acquireWith(store, opts, 'wait', { onBusy: () => { q ??= nowMs() } })
     const g = nowMs()
     await delay(spec.holdMs)
     const r = nowMs()
     await lease.release()
-    acq.push([a, g, r])
+    acq.push([a, g, r, q])
   }
   emit({ ev: 'done', acq })
   await command()

@@ -14,7 +14,10 @@ export { storeFor } from './lease/api.js'
 export { judge } from './lease/witness.js'
 
 /** The faults a spec may ask for: plain data, so a child process can be given the same broken store. */
-export type SpecFaults = Pick<FileStoreFaults, 'noGate' | 'reclaimOnSuspicion' | 'overAdmit' | 'countByIndex'>
+export type SpecFaults = Pick<
+  FileStoreFaults,
+  'noGate' | 'reclaimOnSuspicion' | 'overAdmit' | 'countByIndex' | 'barge' | 'sumByCount' | 'noticeTwice' | 'quietLoss' | 'leaveIgnored'
+>
 
 /** A file store under a lock root. */
 export interface FileStoreSpec {
@@ -57,7 +60,8 @@ export interface StoreSeams {
   beforePublish?: () => void
 }
 
-const FAULT_NAMES = ['noGate', 'reclaimOnSuspicion', 'overAdmit', 'countByIndex'] as const
+const BOOLEAN_FAULTS = ['noGate', 'reclaimOnSuspicion', 'countByIndex', 'barge', 'sumByCount', 'noticeTwice', 'quietLoss', 'leaveIgnored'] as const
+const FAULT_NAMES = [...BOOLEAN_FAULTS, 'overAdmit'] as const
 
 function invalidSpec(why: string): LeaseError {
   return new LeaseError('invalid_argument', `store spec: ${why}`)
@@ -70,7 +74,7 @@ function checkFaults(faults: unknown): SpecFaults {
     if (!(FAULT_NAMES as readonly string[]).includes(name)) throw invalidSpec(`unknown fault ${JSON.stringify(name)}`)
   }
   const f = faults as SpecFaults
-  for (const name of ['noGate', 'reclaimOnSuspicion', 'countByIndex'] as const) {
+  for (const name of BOOLEAN_FAULTS) {
     if (f[name] !== undefined && typeof f[name] !== 'boolean') throw invalidSpec(`faults.${name} must be a boolean`)
   }
   if (f.overAdmit !== undefined && !(Number.isSafeInteger(f.overAdmit) && f.overAdmit >= 0)) throw invalidSpec('faults.overAdmit must be an integer >= 0')

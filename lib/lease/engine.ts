@@ -49,6 +49,12 @@ const BUSY_FIRST_MS = 5
 const BUSY_MAX_MS = 100
 /** Ceiling when every holder's exit is watched: then only rare, silent changes need the poll. */
 const BUSY_WATCHED_MAX_MS = 1000
+/**
+ * A queued waiter whose watch is covered and targeted is told of its turn alone; its poll is a
+ * safety net (a hold ended without any file or process event, e.g. a terminated worker thread).
+ */
+const BUSY_TARGETED_FIRST_MS = 250
+const BUSY_TARGETED_MAX_MS = 5000
 const CONTENDED_MAX_MS = 20
 const VANISHED_FIRST_MS = 20
 const VANISHED_MAX_MS = 500
@@ -300,8 +306,10 @@ export async function acquireWith(
           // Long pauses only while every change that could free a slot is announced. Without a
           // watch, a release is noticed only by looking again.
           watched = watch !== null && watch.alive && watch.covered
+          const targeted = watched && watch?.targeted === true
+          if (targeted) busyPause = Math.max(busyPause, BUSY_TARGETED_FIRST_MS)
           waitMs = jitter(busyPause)
-          busyPause = Math.min(busyPause * 2, watched ? BUSY_WATCHED_MAX_MS : BUSY_MAX_MS)
+          busyPause = Math.min(busyPause * 2, targeted ? BUSY_TARGETED_MAX_MS : watched ? BUSY_WATCHED_MAX_MS : BUSY_MAX_MS)
           if (attempt.wake.recheckInMs !== null) waitMs = Math.min(waitMs, Math.max(attempt.wake.recheckInMs, 0))
           break
         }

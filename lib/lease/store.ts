@@ -168,6 +168,11 @@ export interface KeyWatch {
   readonly alive: boolean
   /** Every change that could free a slot is announced: the engine may then pause longer. */
   readonly covered: boolean
+  /**
+   * What is announced is meant for this waiter alone (its place in a queue): while covered, the
+   * engine's backoff poll is only a safety net and may be rare.
+   */
+  readonly targeted?: boolean
   /** Follows the latest busy answer (e.g. which holders' exits to watch). */
   update(wake: WakeHint): void
   close(): void

@@ -39,7 +39,8 @@ const ALL_OPTIONAL: readonly OptionalFault[] = [
 ]
 
 /** The faults the file store's spec can carry (lib/internal.ts SpecFaults). */
-const FILE_FAULTS: readonly Fault[] = ['overAdmit', 'reclaimOnSuspicion', 'noGate', 'countByIndex']
+const FILE_OPTIONAL: readonly OptionalFault[] = ['barge', 'sumByCount', 'noticeTwice', 'quietLoss', 'leaveIgnored']
+const FILE_FAULTS: readonly Fault[] = ['overAdmit', 'reclaimOnSuspicion', 'noGate', 'countByIndex', ...FILE_OPTIONAL]
 
 /** The file store; `kernelWitness: false` judges by identity alone. */
 export function fileTarget(opts: { kernelWitness: boolean }): StoreTarget<FileStoreSpec> {
@@ -77,7 +78,7 @@ export function fileTarget(opts: { kernelWitness: boolean }): StoreTarget<FileSt
       if (!FILE_FAULTS.includes(fault)) throw new Error(`the file store has no ${fault} seam`)
       return { ...spec, faults: faultsFor(fault) as FileStoreSpec['faults'] }
     },
-    optionalFaults: [],
+    optionalFaults: FILE_OPTIONAL,
     crossProcess: true,
     holders: (spec) => processHolders(spec),
     // A holder in another pid namespace: its pid cannot be probed from here. With the kernel

@@ -74,6 +74,16 @@ export interface FileStoreFaults {
   overAdmit?: number
   /** Count only holders whose slot index is below the limit (§3.4 lesson 4: lowered limits over-admit). */
   countByIndex?: boolean
+  /** Claims ignore the queue: they neither take places nor wait for earlier ones. */
+  barge?: boolean
+  /** Count holds, not their weights. */
+  sumByCount?: boolean
+  /** A grant leaves the notice it took, so the next grant takes it again. */
+  noticeTwice?: boolean
+  /** No watch on held slots: a lost hold is noticed only when asked. */
+  quietLoss?: boolean
+  /** Leaving the queue does nothing: the place stays, held, until the process ends. */
+  leaveIgnored?: boolean
 }
 
 export interface FileStoreOptions {
@@ -117,6 +127,24 @@ interface FileWake {
 
 type KeyDirMode = 'create' | 'existing'
 
+/** What the claims of one gate pass share. */
+interface PassState {
+  /** The summary as the claims so far left it (in memory); null: read it from the gate file. */
+  s: Summary | null
+  /** Changed since last written (or the directory since recorded). */
+  unsaved: boolean
+  keyFile: boolean
+}
+
+interface ClaimBatch {
+  items: Array<{ req: ClaimRequest; resolve: (a: ClaimAttempt) => void; reject: (err: unknown) => void }>
+  since: number
+  pause: number
+}
+
+/** How long a batch of claims retries a gate held by another process before answering `contended`. */
+const BATCH_CONTENDED_MS = 25
+
 export class FileStore implements LeaseStore {
   readonly rootPath: string
   private readonly allowUnsafe: boolean
@@ -132,6 +160,8 @@ export class FileStore implements LeaseStore {
   private closed = false
   /** Holds granted by this store and not yet ended. */
   private readonly holds = new Set<FileHandle>()
+  /** Claims waiting for their key's next gate pass, by key directory name. */
+  private readonly batches = new Map<string, ClaimBatch>()
   readonly handOff: HandOff
 
   constructor(opts: FileStoreOptions) {
@@ -310,10 +340,12 @@ export class FileStore implements LeaseStore {
       notices: [...new Set([...scan.notices, ...written])].sort((x, y) => x - y),
       gen: (prev?.gen ?? 0) + 1,
       scannedAt: Math.max(0, Math.floor(Date.now())),
+      dirMtime: '',
+      counter: 0,
     }
     // A slot freed here is someone's turn: the first waiter's, unless that is us.
     if (written.length > 0 || scan.judged.some((j) => j.reclaimed)) touchHead(dir, s, self?.ticket ?? null)
-    writeSummary(gfd, s)
+    this.saveSummary(gfd, dir, s)
     if (self !== null) {
       self.lastScan = performance.now()
       self.scanGen = s.gen
@@ -339,9 +371,77 @@ export class FileStore implements LeaseStore {
 
   // ---- claim --------------------------------------------------------------------------
 
+  /**
+   * Claims of one key made by this process in the same turn of the event loop share one pass at
+   * the gate, in the order they were made; while another process holds the gate, the batch
+   * retries together for a moment (and claims made meanwhile join it) before answering
+   * `contended`. Many acquires in one process then cost one contender, not many.
+   */
   async claim(req: ClaimRequest): Promise<ClaimAttempt> {
     this.checkOpen()
-    return this.claimNow(req)
+    const dirName = keyDirName(req.key)
+    return new Promise<ClaimAttempt>((resolve, reject) => {
+      let batch = this.batches.get(dirName)
+      if (batch === undefined) {
+        batch = { items: [], since: performance.now(), pause: 1 }
+        this.batches.set(dirName, batch)
+        queueMicrotask(() => this.runBatch(dirName))
+      }
+      batch.items.push({ req, resolve, reject })
+    })
+  }
+
+  private runBatch(dirName: string): void {
+    const batch = this.batches.get(dirName)
+    if (batch === undefined) return
+    const items = batch.items
+    let answers: Array<{ ok: ClaimAttempt } | { err: unknown }>
+    try {
+      answers = this.pass(dirName, 'create', true, (dir, gateFd) => this.claimAll(dir, gateFd, items.map((i) => i.req)))() ?? items.map(() => ({ ok: { kind: 'retry', reason: 'key_directory_missing' } }))
+    } catch (err) {
+      if (err instanceof GateBusy && performance.now() - batch.since < BATCH_CONTENDED_MS) {
+        // Try again shortly, as one; claims made meanwhile join.
+        setTimeout(() => this.runBatch(dirName), batch.pause * (0.5 + Math.random()))
+        batch.pause = Math.min(batch.pause * 2, 8)
+        return
+      }
+      const one = err instanceof GateBusy ? { ok: { kind: 'contended' } as ClaimAttempt } : err instanceof Vanished ? { ok: { kind: 'retry', reason: err.reason } as ClaimAttempt } : { err }
+      answers = items.map(() => one)
+    }
+    this.batches.delete(dirName)
+    items.forEach((item, i) => {
+      const a = answers[i]
+      if (a !== undefined && 'ok' in a) item.resolve(a.ok)
+      else item.reject(a?.err)
+    })
+  }
+
+  /** Decides each claim in turn, under the one gate pass. */
+  private claimAll(dir: string, gateFd: number | null, reqs: ClaimRequest[]): Array<{ ok: ClaimAttempt } | { err: unknown }> {
+    const out: Array<{ ok: ClaimAttempt } | { err: unknown }> = []
+    const pass: PassState = { s: null, unsaved: false, keyFile: false }
+    for (const req of reqs) {
+      try {
+        out.push({ ok: this.claimLocked(dir, gateFd, req, pass) })
+      } catch (err) {
+        // Whatever it had done, the next claim reads the summary from the file again.
+        pass.s = null
+        if (!(err instanceof Vanished)) {
+          out.push({ err })
+          continue
+        }
+        // The directory went away under us: every claim left must start again.
+        while (out.length < reqs.length) out.push({ ok: { kind: 'retry', reason: err.reason } })
+        break
+      }
+    }
+    try {
+      if (pass.unsaved && pass.s !== null) this.withCounter(gateFd, dir, (gfd) => this.saveSummary(gfd, dir, pass.s as Summary))
+    } catch (err) {
+      // Only the record of the directory as seen was lost: the next claim lists it.
+      if (!isErrno(err, 'ENOENT')) throw err
+    }
+    return out
   }
 
   /** One claim attempt, synchronously: the gate is never held across an await. */
@@ -357,10 +457,16 @@ export class FileStore implements LeaseStore {
     }
   }
 
-  private claimLocked(dir: string, gateFd: number | null, req: ClaimRequest): ClaimAttempt {
+  private claimLocked(dir: string, gateFd: number | null, req: ClaimRequest, batch?: PassState): ClaimAttempt {
+    const pass = batch ?? { s: null, unsaved: false, keyFile: false }
     try {
-      this.ensureKeyFile(dir, req.key)
-      return this.withCounter(gateFd, dir, (gfd) => this.decide(dir, gateFd, gfd, req))
+      if (!pass.keyFile) this.ensureKeyFile(dir, req.key)
+      pass.keyFile = true
+      return this.withCounter(gateFd, dir, (gfd) => {
+        const out = this.decide(dir, gateFd, gfd, req, pass)
+        if (batch === undefined && pass.unsaved && pass.s !== null) this.saveSummary(gfd, dir, pass.s)
+        return out
+      })
     } catch (err) {
       if (isErrno(err, 'ENOENT')) throw this.vanished('lock_root_vanished')
       throw err
@@ -381,36 +487,48 @@ export class FileStore implements LeaseStore {
    * Then room, from the summary; only when it says "no room" is every holder judged (reclaiming
    * the proven gone), and only then by a waiter whose picture of the holders is stale.
    */
-  private decide(dir: string, gateFd: number | null, gfd: number, req: ClaimRequest): ClaimAttempt {
+  private decide(dir: string, gateFd: number | null, gfd: number, req: ClaimRequest, pass: PassState): ClaimAttempt {
     let place = this.placeIn(dir, req.place)
     if (place !== null) place.fired = false
-    let summary = readSummary(gfd)
+    // Within one pass the summary read (and checked) by the claim before is current.
+    let summary = pass.s
     let scan: Scan | null = null
-    // The summary knows what this library wrote; a slot file it does not know (a process of an
-    // older version, a file put there by hand) means it cannot be trusted: judge everything.
-    if (summary !== null && !this.summaryCovers(dir, summary)) summary = null
-    if (summary === null) ({ s: summary, scan } = this.rebuild(dir, gateFd, gfd, readSummary(gfd), false, place))
+    if (summary === null) {
+      summary = readSummary(gfd)
+      // The summary knows what this library wrote; a slot file it does not know (a process of an
+      // older version, a file put there by hand) means it cannot be trusted: judge everything.
+      if (summary !== null && !this.unchangedSince(dir, gfd, summary)) {
+        // Listed and found as the summary says: record the directory as seen, to spare the next claim.
+        if (this.summaryCovers(dir, summary)) pass.unsaved = true
+        else summary = null
+      }
+      if (summary === null) ({ s: summary, scan } = this.rebuild(dir, gateFd, gfd, readSummary(gfd), false, place))
+    }
     const s: Summary = summary
+    pass.s = s
     let dirty = false
     const limit = req.limit + (this.faults.overAdmit ?? 0)
-    const used = (): number => usedWeight(s, this.faults.countByIndex ? req.limit : Infinity)
+    const below = this.faults.countByIndex ? req.limit : Infinity
+    const used = (): number => (this.faults.sumByCount ? slotCount(s, below) : usedWeight(s, below))
+    const fair = req.fair && this.faults.barge !== true
 
     const busy = (pids: number[] | null, recheckInMs: number | null): ClaimAttempt => {
-      if (place === null && req.mode === 'wait' && req.fair) {
+      if (place === null && req.mode === 'wait' && fair) {
         place = this.enqueue(dir, gateFd, gfd, s, req)
+        pass.unsaved = true
         if (scan !== null) {
           place.lastScan = performance.now()
           place.scanGen = s.gen
           place.pids = pids
         }
-      } else if (dirty) writeSummary(gfd, s)
+      } else if (dirty) pass.unsaved = true
       const opaque: FileWake = { pids, dirId: place?.dirId ?? dirId(dir) }
       const out: ClaimAttempt = { kind: 'busy', active: slotCount(s), used: usedWeight(s), limit: req.limit, wake: { recheckInMs, opaque } }
       if (place !== null) out.place = place
       return out
     }
 
-    if (req.fair) {
+    if (fair) {
       const ahead = this.livePlaceBefore(dir, gateFd, s, place?.ticket ?? Infinity)
       dirty ||= ahead.changed
       if (ahead.live !== null) return busy(this.watchablePid(ahead.live), null)
@@ -429,8 +547,33 @@ export class FileStore implements LeaseStore {
       }
     }
     if (used() + req.weight > limit) return busy(scan ? holderPids(scan.judged, this.host()) : null, null)
+    // The slot we would take exists, uncounted (put there by hand): nothing the summary says can
+    // be trusted now. Judge everything and decide again.
+    if (scan === null && fs.existsSync(join(dir, `slot-${lowestFree(s)}`))) {
+      ;({ s: summary, scan } = this.rebuild(dir, gateFd, gfd, s, false, place))
+      Object.assign(s, summary)
+      if (used() + req.weight > limit) return busy(holderPids(scan.judged, this.host()), null)
+    }
     this.faults.afterScan?.()
-    return this.grant(dir, gateFd, gfd, s, req, place, scan)
+    return this.grant(dir, gateFd, gfd, s, req, place, scan, pass)
+  }
+
+  /** Writes the summary with what it needs to recognise an unchanged directory next time. */
+  private saveSummary(gfd: number, dir: string, s: Summary): void {
+    s.dirMtime = dirMtime(dir)
+    s.counter = readCounter(gfd)
+    writeSummary(gfd, s)
+  }
+
+  /**
+   * True when nothing was added to or removed from the directory since the summary was written:
+   * the directory's mtime and the fence counter are as its writer left them. (A change after an
+   * mtime was read gets a newer one on kernels with fine-grained timestamps, Linux 6.13 and later;
+   * on older ones a file put there by hand within the same clock tick, a few ms, goes unseen until
+   * the key's next full judgement. Older proclease versions change the counter when they grant.)
+   */
+  private unchangedSince(dir: string, gfd: number, s: Summary): boolean {
+    return s.dirMtime !== '' && s.dirMtime === dirMtime(dir) && s.counter === readCounter(gfd)
   }
 
   /**
@@ -507,7 +650,7 @@ export class FileStore implements LeaseStore {
   /** Takes a place at the back of the queue; its file is watched before the gate is let go. */
   private enqueue(dir: string, gateFd: number | null, gfd: number, s: Summary, req: ClaimRequest): FilePlace {
     const ticket = enqueue(s, req.weight)
-    writeSummary(gfd, s)
+    this.saveSummary(gfd, dir, s)
     const record: SlotRecord = {
       v: RECORD_VERSION,
       key: req.key,
@@ -526,14 +669,8 @@ export class FileStore implements LeaseStore {
     return new FilePlace(req.key, dir, dirId(dir), ticket, req.weight, file.fd, file.dev, file.ino, this.watchFile)
   }
 
-  private grant(dir: string, gateFd: number | null, gfd: number, s: Summary, req: ClaimRequest, place: FilePlace | null, scan: Scan | null): ClaimAttempt {
-    let slot = lowestFree(s)
-    // The summary never under-counts what this library wrote; a file it never knew of is counted
-    // from now on, and the next free index taken.
-    while (fs.existsSync(join(dir, `slot-${slot}`))) {
-      addSlot(s, slot, 1)
-      slot = lowestFree(s)
-    }
+  private grant(dir: string, gateFd: number | null, gfd: number, s: Summary, req: ClaimRequest, place: FilePlace | null, scan: Scan | null, pass: PassState): ClaimAttempt {
+    const slot = lowestFree(s)
     let maxFence = 0
     for (const j of scan?.judged ?? []) if (j.record) maxFence = Math.max(maxFence, j.record.fence)
     const fence = this.nextFence(gateFd, dir, maxFence)
@@ -563,9 +700,9 @@ export class FileStore implements LeaseStore {
     // Counted before it exists, uncounted only after it is gone: a writer killed in between leaves
     // an over-count, which the next full judgement corrects.
     addSlot(s, slot, req.weight)
-    writeSummary(gfd, s)
+    this.saveSummary(gfd, dir, s)
     const hold = this.publish(dir, gateFd, record, recovered)
-    if (recovered !== null) {
+    if (recovered !== null && this.faults.noticeTwice !== true) {
       dropNotice(dir, recovered.fence)
       s.notices.shift()
     }
@@ -576,7 +713,8 @@ export class FileStore implements LeaseStore {
       // The next in line is now first: it takes over watching the holders.
       touchHead(dir, s, null)
     }
-    writeSummary(gfd, s)
+    // Saved once at the end of the pass (the directory changed: its new mtime goes with it).
+    pass.unsaved = true
     return { kind: 'granted', hold }
   }
 
@@ -635,7 +773,7 @@ export class FileStore implements LeaseStore {
     const lost = new AbortController()
     const handle: FileHandle = { dir, fd: file.fd, dev: file.dev, ino: file.ino, record, released: false, lost, releasing: null, watcher: null }
     this.holds.add(handle)
-    this.watchHold(handle)
+    if (this.faults.quietLoss !== true) this.watchHold(handle)
     const held = (): boolean => !handle.released && this.ownership(handle, record.slot) === 'own'
     return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, weight: weightOf(record), recovered, signal: lost.signal, held, handle }
   }
@@ -739,7 +877,7 @@ export class FileStore implements LeaseStore {
       if (s === null) return
       removeSlot(s, slot)
       touchHead(dir, s, null)
-      writeSummary(gfd, s)
+      this.saveSummary(gfd, dir, s)
     })
   }
 
@@ -1021,6 +1159,7 @@ export class FileStore implements LeaseStore {
       get covered(): boolean {
         return w.alive && place.watching && place.exitsCovered
       },
+      targeted: true,
       update(next: WakeHint): void {
         const o = next.opaque as FileWake | undefined
         if (o === undefined || o.dirId !== place.dirId || place.closed) {
@@ -1046,7 +1185,7 @@ export class FileStore implements LeaseStore {
 
   /** Gives up a queue place: its file goes, and the waiter behind it is told at once. */
   async leave(key: string, place: unknown): Promise<void> {
-    if (!(place instanceof FilePlace) || place.closed) return
+    if (!(place instanceof FilePlace) || place.closed || this.faults.leaveIgnored === true) return
     try {
       await this.waitGate(key, keyDirName(key), undefined, false, (dir, gateFd) => {
         if (dir !== place.dir || !place.isIntact()) return
@@ -1056,7 +1195,7 @@ export class FileStore implements LeaseStore {
           if (s === null) return
           dequeue(s, place.ticket)
           touchNext(dir, s, place.ticket)
-          writeSummary(gfd, s)
+          this.saveSummary(gfd, dir, s)
         })
       })
     } catch {
@@ -1172,6 +1311,10 @@ export class FileStore implements LeaseStore {
 
 function handleOf(hold: Hold): FileHandle {
   return hold.handle as FileHandle
+}
+
+function dirMtime(dir: string): string {
+  return fs.lstatSync(dir, { bigint: true }).mtimeNs.toString()
 }
 
 function dirId(dir: string): string {

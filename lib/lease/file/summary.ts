@@ -36,10 +36,17 @@ export interface Summary {
   gen: number
   /** Wall-clock time (ms) of the last full judgement of the directory. */
   scannedAt: number
+  /**
+   * The key directory's mtime (ns, decimal) and the fence counter when the summary was last
+   * written, after its writer's changes: while both are unchanged, no entry was added or removed
+   * since (and no older process granted), so a claim need not list the directory.
+   */
+  dirMtime: string
+  counter: number
 }
 
 export function emptySummary(): Summary {
-  return { slots: [], queue: [], ticket: 0, notices: [], gen: 0, scannedAt: 0 }
+  return { slots: [], queue: [], ticket: 0, notices: [], gen: 0, scannedAt: 0, dirMtime: '', counter: 0 }
 }
 
 let scratch = Buffer.alloc(16 * 1024)
@@ -84,7 +91,9 @@ function isSummary(raw: unknown): raw is Summary {
     Array.isArray(s.notices) &&
     s.notices.every(isSafeNat) &&
     isSafeNat(s.gen) &&
-    isSafeNat(s.scannedAt)
+    isSafeNat(s.scannedAt) &&
+    typeof s.dirMtime === 'string' &&
+    isSafeNat(s.counter)
   )
 }
 
@@ -103,9 +112,10 @@ export function usedWeight(s: Summary, belowIndex = Infinity): number {
   return sum
 }
 
-export function slotCount(s: Summary): number {
+/** How many slots the summary counts (below `belowIndex`, for a fault seam). */
+export function slotCount(s: Summary, belowIndex = Infinity): number {
   let n = 0
-  for (const [, count] of s.slots) n += count
+  for (const [first, count] of s.slots) n += Math.max(0, Math.min(count, belowIndex - first))
   return n
 }
 
