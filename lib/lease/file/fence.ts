@@ -29,8 +29,11 @@ export function readCounter(fd: number): number {
   const text = buf.toString('latin1', 0, n)
   const digits = /^[0-9]+/.exec(text)?.[0]
   if (digits === undefined) return 0
-  if (digits.length > FENCE_WIDTH || BigInt(digits) > BigInt(FENCE_MAX)) throw exhausted('the stored counter is beyond 2^53 - 1')
-  return Number(digits)
+  if (digits.length > FENCE_WIDTH) throw exhausted('the stored counter is beyond 2^53 - 1')
+  // Up to 15 significant digits a Number is exact; beyond, compare as BigInt.
+  const value = Number(digits)
+  if (value >= 1e15 && BigInt(digits) > BigInt(FENCE_MAX)) throw exhausted('the stored counter is beyond 2^53 - 1')
+  return value
 }
 
 /**

@@ -84,6 +84,8 @@ export interface FileStoreFaults {
   quietLoss?: boolean
   /** Leaving the queue does nothing: the place stays, held, until the process ends. */
   leaveIgnored?: boolean
+  /** Called by prune under the key's gate, once the key is found idle, before it is removed. */
+  beforePruneRemove?: () => void
 }
 
 export interface FileStoreOptions {
@@ -437,9 +439,10 @@ export class FileStore implements LeaseStore {
     }
     try {
       if (pass.unsaved && pass.s !== null) this.withCounter(gateFd, dir, (gfd) => this.saveSummary(gfd, dir, pass.s as Summary))
-    } catch (err) {
-      // Only the record of the directory as seen was lost: the next claim lists it.
-      if (!isErrno(err, 'ENOENT')) throw err
+    } catch {
+      // The grants stand: their records are in place and their locks held. A summary that could
+      // not be written (a full disk, a vanished directory) is one whose recorded counter no longer
+      // matches, so the next claim lists the directory and judges it; nothing relies on it first.
     }
     return out
   }
@@ -697,10 +700,11 @@ export class FileStore implements LeaseStore {
       ...holderFields(req.holder),
       metadata: req.metadata,
     }
-    // Counted before it exists, uncounted only after it is gone: a writer killed in between leaves
-    // an over-count, which the next full judgement corrects.
+    // The summary is written once, after the record is in place. A writer killed before that
+    // leaves a summary that does not count this slot — but the fence counter, bumped above, no
+    // longer matches the one the summary recorded, so the next claim lists the directory and
+    // judges it (unchangedSince): the slot is counted before anyone relies on the summary.
     addSlot(s, slot, req.weight)
-    this.saveSummary(gfd, dir, s)
     const hold = this.publish(dir, gateFd, record, recovered)
     if (recovered !== null && this.faults.noticeTwice !== true) {
       dropNotice(dir, recovered.fence)
@@ -859,25 +863,37 @@ export class FileStore implements LeaseStore {
   private releaseLocked(h: FileHandle, hold: Hold, gateFd: number | null): boolean {
     if (this.ownership(h, hold.slot) !== 'own') return false
     this.unwatchHold(h)
-    try {
-      fs.unlinkSync(join(h.dir, `slot-${hold.slot}`))
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return false
-      throw err
-    }
-    this.slotRemoved(h.dir, gateFd, hold.slot)
-    return true
+    return this.removeCounted(h.dir, gateFd, `slot-${hold.slot}`, (s) => {
+      removeSlot(s, hold.slot)
+      touchHead(h.dir, s, null)
+    })
   }
 
-  /** After a slot file is gone: stop counting it and wake the first waiter (its turn may have come). */
-  private slotRemoved(dir: string, gateFd: number | null, slot: number): void {
-    this.withCounter(gateFd, dir, (gfd) => {
-      const s = readSummary(gfd)
-      // No summary: the next claim judges the directory and writes one.
-      if (s === null) return
-      removeSlot(s, slot)
-      touchHead(dir, s, null)
-      this.saveSummary(gfd, dir, s)
+  /**
+   * Removes an entry the summary counts (a slot, a place), then updates the summary with `change`
+   * — but only a summary that was current before the removal. One that was not (a claimer killed
+   * after publishing, before writing it) is left as it is: its recorded mtime and counter no
+   * longer match, so the next claim lists the directory and judges it, whereas rewriting it now
+   * would make its under-count look current. False when the entry was already gone.
+   */
+  private removeCounted(dir: string, gateFd: number | null, name: string, change: (s: Summary) => void): boolean {
+    return this.withCounter(gateFd, dir, (gfd) => {
+      const read = readSummary(gfd)
+      const s = read !== null && this.unchangedSince(dir, gfd, read) ? read : null
+      try {
+        fs.unlinkSync(join(dir, name))
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) return false
+        throw err
+      }
+      if (s !== null) {
+        change(s)
+        this.saveSummary(gfd, dir, s)
+      } else if (read !== null) {
+        // Still tell the waiters (a hint only): the queue it lists is good enough for that.
+        change(read)
+      }
+      return true
     })
   }
 
@@ -999,8 +1015,10 @@ export class FileStore implements LeaseStore {
       const fd = fs.openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
       try {
         if (!tryLock(this.native, fd, path)) return { outcome: 'shared' }
-        fs.unlinkSync(path)
-        this.slotRemoved(dir, gateFd, hold.slot)
+        this.removeCounted(dir, gateFd, `slot-${hold.slot}`, (s) => {
+          removeSlot(s, hold.slot)
+          touchHead(dir, s, null)
+        })
         return { outcome: 'released' }
       } finally {
         fs.closeSync(fd)
@@ -1189,13 +1207,9 @@ export class FileStore implements LeaseStore {
     try {
       await this.waitGate(key, keyDirName(key), undefined, false, (dir, gateFd) => {
         if (dir !== place.dir || !place.isIntact()) return
-        fs.unlinkSync(place.path)
-        this.withCounter(gateFd, dir, (gfd) => {
-          const s = readSummary(gfd)
-          if (s === null) return
+        this.removeCounted(dir, gateFd, waitName(place.ticket), (s) => {
           dequeue(s, place.ticket)
           touchNext(dir, s, place.ticket)
-          this.saveSummary(gfd, dir, s)
         })
       })
     } catch {
@@ -1234,7 +1248,8 @@ export class FileStore implements LeaseStore {
 
   private pruneLocked(rootPath: string, dir: string, gateFd: number | null, idleMs: number, dryRun: boolean): boolean {
     const dirSt = fs.lstatSync(dir)
-    const lastChange = Math.max(dirSt.mtimeMs, gateFd === null ? 0 : fs.fstatSync(gateFd).mtimeMs)
+    // Whole milliseconds, as Date.now() counts them: a change in this very millisecond is 0 ms old.
+    const lastChange = Math.floor(Math.max(dirSt.mtimeMs, gateFd === null ? 0 : fs.fstatSync(gateFd).mtimeMs))
     if (Date.now() - lastChange < idleMs) return false
     const scan = this.scan(dir)
     const waiting = scan.waits.some((w) => w.record !== null && w.verdict.occupied)
@@ -1246,6 +1261,7 @@ export class FileStore implements LeaseStore {
       return false
     }
     if (dryRun) return true
+    this.faults.beforePruneRemove?.()
     if (gateFd !== null) raiseFenceFloor(rootPath, this.native, readCounter(gateFd))
     return removeKeyDir(rootPath, dir)
   }
