@@ -18,11 +18,16 @@ const TURNSTILE_CLASS = 7070
 /** Counts the wakes its watches deliver to the engine (each one makes the engine claim again). */
 class CountingStore extends PostgresStore {
   wakes = 0
-  override watch(key: string, wake: WakeHint, onChange: () => void): Promise<KeyWatch | null> {
-    return super.watch(key, wake, () => {
-      this.wakes++
-      onChange()
-    })
+  override watch(key: string, wake: WakeHint, onChange: () => void, place?: unknown): Promise<KeyWatch | null> {
+    return super.watch(
+      key,
+      wake,
+      () => {
+        this.wakes++
+        onChange()
+      },
+      place,
+    )
   }
 }
 
