@@ -1,31 +1,43 @@
 // The floor for one uncontended acquire + release of the file store: the system calls the engine
 // made for one acquire + release of a limit-1 key (strace of `node bench/lease-scale-worker.mjs
-// trace-one`, engine of commit 70c0ccb), in the same order, with nothing else: no record
-// serialization, no identity work, no event loop.
+// trace-one`, engine of commit f017dda), in the same order, with nothing else: no record or
+// summary serialization, no identity work, no event loop. The gate holds the fence counter at
+// offset 0 and the key's summary at offset 64.
 //   acquire: stat root, stat key dir, open+flock the gate, stat the gate (fd and path) and the key
-//            file, uname, list the key dir, read+bump the fence, getpid, write the record to a temporary
-//            file, lock it through a read-only descriptor, re-check the gate, rename into place,
-//            stat the record, close the gate;
-//   release: stat root, stat key dir, open+flock the gate, stat the gate and the slot, unlink,
-//            close the gate and the record's descriptor.
-// When the engine's sequence changes, `npm run bench:lease` prints both counts; update this file
-// to the new sequence before quoting the ratio.
+//            file, read the summary, stat the key dir and read the counter (is the summary
+//            current?), uname, check the slot file is absent, read+bump the fence, getpid, save the
+//            summary (stat key dir, read counter, write), write the record to a temporary file,
+//            lock it through a read-only descriptor, re-check the gate, rename into place, stat
+//            the record, watch the slot file (inotify), save the summary again, close the gate;
+//   release: stat root, stat key dir, open+flock the gate, stat the gate (fd and path) and the
+//            slot, drop the watch, unlink, read the summary, save it (stat key dir, read counter,
+//            write), close the gate and the record's descriptor.
+// No directory listing and no utimensat in the steady state. The inotify instance is made once,
+// before the loop, as the engine's is; its events are never read in the loop, as the engine's
+// are not. When the engine's sequence changes, `npm run bench:lease` prints both counts; update
+// this file to the new sequence before quoting the ratio.
 // Usage: lease_floor ITERATIONS DIR   (DIR must not exist)   Prints: ns_per_op <float> syscalls <n>
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
-#define SYSCALLS_PER_OP 40
+#define SYSCALLS_PER_OP 51
+
+// What Node's fs.*stat* asks for (libuv: basic stats and birth time).
+#define STAT_MASK (STATX_BASIC_STATS | STATX_BTIME)
+#define SUMMARY_AT 64
+#define SUMMARY_READ 16384
+#define WATCH_MASK \
+  (IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF)
 
 static void die(const char *what) {
   perror(what);
@@ -34,12 +46,23 @@ static void die(const char *what) {
 
 static void st(const char *path) {
   struct statx sx;
-  if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx) != 0) die(path);
+  if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STAT_MASK, &sx) != 0) die(path);
 }
 
 static void fst(int fd) {
   struct statx sx;
-  if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx) != 0) die("fstat");
+  if (statx(fd, "", AT_EMPTY_PATH, STAT_MASK, &sx) != 0) die("fstat");
+}
+
+static void readCounter(int g, char *fence) {
+  if (pread(g, fence, 21, 0) != 21) die("pread fence");
+}
+
+// saveSummary: the key dir's mtime and the counter go into the summary, then it is written.
+static void saveSummary(int g, const char *keydir, char *fence, const char *summary, size_t len) {
+  st(keydir);
+  readCounter(g, fence);
+  if (pwrite(g, summary, len, SUMMARY_AT) != (ssize_t)len) die("pwrite summary");
 }
 
 int main(int argc, char **argv) {
@@ -50,23 +73,37 @@ int main(int argc, char **argv) {
   long iters = atol(argv[1]);
   const char *root = argv[2];
   char keydir[4096], gate[4200], keyfile[4200], slot[4200], tmp[4200];
-  if (mkdir(root, 0700) != 0) die(root);
   if (strlen(root) > 3000) die("DIR too long");
+  if (mkdir(root, 0700) != 0) die(root);
   snprintf(keydir, sizeof keydir, "%s/k-u-0bfe935e70c321c7ca3afc75ce0d0ca2", root);
   if (mkdir(keydir, 0700) != 0) die(keydir);
   snprintf(gate, sizeof gate, "%s/gate", keydir);
   snprintf(keyfile, sizeof keyfile, "%s/key", keydir);
   snprintf(slot, sizeof slot, "%s/slot-0", keydir);
+  static const char keyJson[] = "{\"v\":1,\"key\":\"u\"}\n";
   int kf = open(keyfile, O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (kf < 0 || write(kf, "u", 1) != 1) die(keyfile);
+  if (kf < 0 || write(kf, keyJson, sizeof keyJson - 1) != (ssize_t)(sizeof keyJson - 1)) die(keyfile);
   close(kf);
 
-  // A record of the size the engine writes (419 bytes for this key).
-  char record[419];
+  // Sizes the engine writes for this key: the record (padded), the summary with one slot taken
+  // and with none.
+  char record[420], held[173], empty[166], summaryIn[SUMMARY_READ];
   memset(record, 'x', sizeof record);
-  char fence[32], dents[32768];
+  memset(held, 's', sizeof held);
+  memset(empty, 's', sizeof empty);
+  char fence[32];
   unsigned long long fenceValue = 1;
   struct utsname uts;
+
+  // The gate as the engine leaves it between passes: counter, then the empty summary.
+  int g = open(gate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (g < 0) die(gate);
+  int n = snprintf(fence, sizeof fence, "%020llu", fenceValue);
+  if (pwrite(g, fence, (size_t)n + 1, 0) != n + 1) die("pwrite fence");
+  if (pwrite(g, empty, sizeof empty, SUMMARY_AT) != (ssize_t)sizeof empty) die("pwrite summary");
+  close(g);
+  int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (ino < 0) die("inotify_init1");
 
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -76,23 +113,22 @@ int main(int argc, char **argv) {
     getuid();
     st(keydir);
     getuid();
-    int g = open(gate, O_RDWR | O_CREAT | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0600);
+    g = open(gate, O_RDWR | O_CREAT | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (g < 0) die(gate);
     if (flock(g, LOCK_EX | LOCK_NB) != 0) die("flock gate");
     fst(g);
     st(gate);
     st(keyfile);
+    if (pread(g, summaryIn, sizeof summaryIn, SUMMARY_AT) <= 0) die("pread summary");
+    st(keydir);
+    readCounter(g, fence);
     uname(&uts);
-    int d = open(keydir, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_DIRECTORY);
-    if (d < 0) die(keydir);
-    fst(d);
-    while (syscall(SYS_getdents64, d, dents, sizeof dents) > 0) {
-    }
-    close(d);
-    if (pread(g, fence, 21, 0) < 0) die("pread fence");
-    int n = snprintf(fence, sizeof fence, "%020llu", fenceValue++);
+    if (access(slot, F_OK) == 0 || errno != ENOENT) die("slot present");
+    readCounter(g, fence);
+    n = snprintf(fence, sizeof fence, "%020llu", ++fenceValue);
     if (pwrite(g, fence, (size_t)n, 0) != n) die("pwrite fence");
     getpid();
+    saveSummary(g, keydir, fence, held, sizeof held);
     snprintf(tmp, sizeof tmp, "%s/tmp-%016lx%016lx", keydir, (unsigned long)i, (unsigned long)i * 2654435761u);
     int w = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (w < 0) die(tmp);
@@ -105,6 +141,9 @@ int main(int argc, char **argv) {
     st(gate);
     if (rename(tmp, slot) != 0) die("rename");
     fst(r);
+    int wd = inotify_add_watch(ino, slot, WATCH_MASK);
+    if (wd < 0) die("inotify_add_watch");
+    saveSummary(g, keydir, fence, held, sizeof held);
     close(g);
     // release
     st(root);
@@ -117,7 +156,10 @@ int main(int argc, char **argv) {
     fst(g);
     st(gate);
     st(slot);
+    if (inotify_rm_watch(ino, wd) != 0) die("inotify_rm_watch");
     if (unlink(slot) != 0) die("unlink");
+    if (pread(g, summaryIn, sizeof summaryIn, SUMMARY_AT) <= 0) die("pread summary");
+    saveSummary(g, keydir, fence, empty, sizeof empty);
     close(g);
     close(r);
   }
