@@ -80,7 +80,7 @@ export interface FileStoreFaults {
   sumByCount?: boolean
   /** A grant leaves the notice it took, so the next grant takes it again. */
   noticeTwice?: boolean
-  /** No watch on held slots: a lost hold is noticed only when asked. */
+  /** No look at held slots: a lost hold is noticed only when asked. */
   quietLoss?: boolean
   /** Leaving the queue does nothing: the place stays, held, until the process ends. */
   leaveIgnored?: boolean
@@ -99,7 +99,7 @@ export interface FileStoreOptions {
   clock?: () => number
   /** Directory watcher; a seam for tests (fs.watch can fail, e.g. at the inotify limits). */
   watchDir?: (dir: string, onEvent: () => void) => fs.FSWatcher
-  /** File watcher (queue places, lost holds); a seam for tests, like watchDir. */
+  /** File watcher (queue places); a seam for tests, like watchDir. */
   watchFile?: (path: string, onEvent: () => void) => fs.FSWatcher
   faults?: FileStoreFaults
 }
@@ -117,8 +117,6 @@ interface FileHandle {
   lost: AbortController
   /** A release in flight: a second one (close() racing release()) waits for it. */
   releasing: Promise<boolean> | null
-  /** Watches the slot's path, to announce a lost hold. */
-  watcher: fs.FSWatcher | null
 }
 
 /** What a busy answer hands this store's watch: whose exits to watch, and which directory. */
@@ -144,6 +142,9 @@ interface ClaimBatch {
   pause: number
 }
 
+/** How often a store with holds looks whether they are still its own. */
+const LOSS_CHECK_MS = 1000
+
 /** How long a batch of claims retries a gate held by another process before answering `contended`. */
 const BATCH_CONTENDED_MS = 25
 
@@ -162,6 +163,8 @@ export class FileStore implements LeaseStore {
   private closed = false
   /** Holds granted by this store and not yet ended. */
   private readonly holds = new Set<FileHandle>()
+  /** Looks after this store's holds (watchHolds) while it has any. */
+  private lossTimer: NodeJS.Timeout | null = null
   /** Claims waiting for their key's next gate pass, by key directory name. */
   private readonly batches = new Map<string, ClaimBatch>()
   readonly handOff: HandOff
@@ -775,22 +778,28 @@ export class FileStore implements LeaseStore {
   private publish(dir: string, gateFd: number | null, record: SlotRecord, recovered: RecoveredHolder | null): Hold {
     const file = this.placeFile(dir, gateFd, `slot-${record.slot}`, record)
     const lost = new AbortController()
-    const handle: FileHandle = { dir, fd: file.fd, dev: file.dev, ino: file.ino, record, released: false, lost, releasing: null, watcher: null }
+    const handle: FileHandle = { dir, fd: file.fd, dev: file.dev, ino: file.ino, record, released: false, lost, releasing: null }
     this.holds.add(handle)
-    if (this.faults.quietLoss !== true) this.watchHold(handle)
+    this.watchHolds()
     const held = (): boolean => !handle.released && this.ownership(handle, record.slot) === 'own'
     return { key: record.key, slot: record.slot, token: record.token, fence: record.fence, weight: weightOf(record), recovered, signal: lost.signal, held, handle }
   }
 
   /**
-   * Announces a hold lost without our release (S7): any change to the slot's path — its record
-   * removed (a wiped root) or replaced — is checked against our inode. Without a watch (inotify
-   * limits) `held()` still answers on demand.
+   * Announces holds lost without our release (S7): while this store has holds, it looks once a
+   * second whether each slot's path still names the hold's own inode (a wiped root, a record
+   * removed or replaced by hand). A timer, not a watch per hold: it costs nothing per grant, and
+   * `held()` answers on demand in between.
    */
-  private watchHold(h: FileHandle): void {
-    const path = join(h.dir, `slot-${h.record.slot}`)
-    const check = (): void => {
-      if (h.released || h.watcher === null) return
+  private watchHolds(): void {
+    if (this.lossTimer !== null || this.faults.quietLoss === true) return
+    this.lossTimer = setInterval(() => this.checkHolds(), LOSS_CHECK_MS)
+    this.lossTimer.unref()
+  }
+
+  private checkHolds(): void {
+    for (const h of this.holds) {
+      if (h.released || h.releasing !== null || h.lost.signal.aborted) continue
       let mine: boolean
       try {
         mine = this.ownership(h, h.record.slot) === 'own'
@@ -798,17 +807,11 @@ export class FileStore implements LeaseStore {
         // Cannot look (the directory went away with the root): not proof of loss by itself.
         mine = !this.rootGone(h.dir)
       }
-      if (mine) return
-      h.watcher?.close()
-      h.watcher = null
-      h.lost.abort('lost' satisfies LostReason)
+      if (!mine) h.lost.abort('lost' satisfies LostReason)
     }
-    try {
-      const w = this.watchFile(path, check)
-      w.on('error', check)
-      h.watcher = w
-    } catch {
-      h.watcher = null
+    if (this.holds.size === 0 && this.lossTimer !== null) {
+      clearInterval(this.lossTimer)
+      this.lossTimer = null
     }
   }
 
@@ -862,7 +865,6 @@ export class FileStore implements LeaseStore {
 
   private releaseLocked(h: FileHandle, hold: Hold, gateFd: number | null): boolean {
     if (this.ownership(h, hold.slot) !== 'own') return false
-    this.unwatchHold(h)
     return this.removeCounted(h.dir, gateFd, `slot-${hold.slot}`, (s) => {
       removeSlot(s, hold.slot)
       touchHead(h.dir, s, null)
@@ -897,16 +899,10 @@ export class FileStore implements LeaseStore {
     })
   }
 
-  private unwatchHold(h: FileHandle): void {
-    h.watcher?.close()
-    h.watcher = null
-  }
-
   private finishRelease(h: FileHandle, lost = false): void {
     // Once only: a descriptor number closed twice could by then name another hold's lock.
     if (h.released) return
     h.released = true
-    this.unwatchHold(h)
     this.holds.delete(h)
     fs.closeSync(h.fd)
     if (lost) h.lost.abort('lost' satisfies LostReason)
@@ -1318,6 +1314,8 @@ export class FileStore implements LeaseStore {
       const hold: Hold = { key: h.record.key, slot: h.record.slot, token: h.record.token, fence: h.record.fence, weight: weightOf(h.record), recovered: null, signal: h.lost.signal, held: () => !h.released, handle: h }
       await this.release(hold)
     }
+    if (this.lossTimer !== null) clearInterval(this.lossTimer)
+    this.lossTimer = null
   }
 
   private checkOpen(): void {
