@@ -7,15 +7,13 @@
 //            file, read the summary, stat the key dir and read the counter (is the summary
 //            current?), uname, check the slot file is absent, read+bump the fence, getpid, write
 //            the record to a temporary file, lock it through a read-only descriptor, re-check the
-//            gate, rename into place, stat the record, watch the slot file (inotify), save the
-//            summary (stat key dir, read counter, write), close the gate;
+//            gate, rename into place, stat the record, save the summary (stat key dir, read
+//            counter, write), close the gate;
 //   release: stat root, stat key dir, open+flock the gate, stat the gate (fd and path) and the
-//            slot, drop the watch, read the summary and check it is current (stat key dir, read
-//            counter), unlink, save it (stat key dir, read counter, write), close the gate and the
-//            record's descriptor.
-// No directory listing and no utimensat in the steady state. The inotify instance is made once,
-// before the loop, as the engine's is; its events are never read in the loop, as the engine's
-// are not. When the engine's sequence changes, `npm run bench:lease` prints both counts; update
+//            slot, read the summary and check it is current (stat key dir, read counter), unlink,
+//            save it (stat key dir, read counter, write), close the gate and the record's
+//            descriptor.
+// No directory listing and no utimensat in the steady state. When the engine's sequence changes, `npm run bench:lease` prints both counts; update
 // this file to the new sequence before quoting the ratio.
 // Usage: lease_floor ITERATIONS DIR   (DIR must not exist)   Prints: ns_per_op <float> syscalls <n>
 #define _GNU_SOURCE
@@ -25,20 +23,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
-#define SYSCALLS_PER_OP 50
+#define SYSCALLS_PER_OP 48
 
 // What Node's fs.*stat* asks for (libuv: basic stats and birth time).
 #define STAT_MASK (STATX_BASIC_STATS | STATX_BTIME)
 #define SUMMARY_AT 64
 #define SUMMARY_READ 16384
-#define WATCH_MASK \
-  (IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF)
 
 static void die(const char *what) {
   perror(what);
@@ -103,8 +98,6 @@ int main(int argc, char **argv) {
   if (pwrite(g, fence, (size_t)n + 1, 0) != n + 1) die("pwrite fence");
   if (pwrite(g, empty, sizeof empty, SUMMARY_AT) != (ssize_t)sizeof empty) die("pwrite summary");
   close(g);
-  int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (ino < 0) die("inotify_init1");
 
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -141,8 +134,6 @@ int main(int argc, char **argv) {
     st(gate);
     if (rename(tmp, slot) != 0) die("rename");
     fst(r);
-    int wd = inotify_add_watch(ino, slot, WATCH_MASK);
-    if (wd < 0) die("inotify_add_watch");
     saveSummary(g, keydir, fence, held, sizeof held);
     close(g);
     // release
@@ -156,7 +147,6 @@ int main(int argc, char **argv) {
     fst(g);
     st(gate);
     st(slot);
-    if (inotify_rm_watch(ino, wd) != 0) die("inotify_rm_watch");
     if (pread(g, summaryIn, sizeof summaryIn, SUMMARY_AT) <= 0) die("pread summary");
     st(keydir);
     readCounter(g, fence);
