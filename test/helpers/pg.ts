@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildSync } from 'esbuild'
 import pg from 'pg'
-import { inject } from 'vitest'
+import { afterAll, afterEach, inject } from 'vitest'
+import { cleanup as cleanupLeases, removeLeaseLib } from './lease.js'
 import { type ClaimFault, functionsSql, migrate } from '../../lib/lease/postgres/schema.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -99,3 +100,21 @@ export function removeBundle(): void {
 }
 
 export const AGENT = join(ROOT, 'test', 'lease', 'postgres', 'fixtures', 'pg-agent.mjs')
+
+/**
+ * For a test file's stores: registers the cleanup (children, then the stores it tracked, then the
+ * pooled admin clients) and returns `track`, which registers a store to close after each test.
+ */
+export function storesClosedAfterEach(): <S extends { close(): Promise<void> }>(store: S) => S {
+  const stores: Array<{ close(): Promise<void> }> = []
+  afterEach(async () => {
+    await cleanupLeases()
+    for (const s of stores.splice(0)) await s.close()
+    await closeClients()
+  })
+  afterAll(removeLeaseLib)
+  return (store) => {
+    stores.push(store)
+    return store
+  }
+}

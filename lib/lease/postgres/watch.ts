@@ -159,23 +159,33 @@ export class SessionLockWaiter {
     resume(t)
   }
 
+  /**
+   * The waiter's session, set up for blocking waits: each bounded by statement_timeout, and a
+   * vanished client noticed by the server. Null when the waiter ended meanwhile.
+   */
+  private async openBlocking(): Promise<Session | null> {
+    const s = await this.open()
+    if (this.ended) {
+      await s.end()
+      return null
+    }
+    this.session = s
+    // A backend in a lock wait notices a vanished client only with client_connection_check_interval
+    // (PostgreSQL 14+): without it, a crashed waiter's backend would keep the turnstile (or its
+    // place in the queue) until its wait returned.
+    await s.query(
+      `SELECT set_config('statement_timeout', $1, false),
+              CASE WHEN current_setting('server_version_num')::integer >= 140000
+                   THEN set_config('client_connection_check_interval', $2, false) END`,
+      [String(BLOCK_STATEMENT_MS), String(CONNECTION_CHECK_MS)],
+    )
+    return s
+  }
+
   private async run(limit: number): Promise<void> {
     try {
-      const s = await this.open()
-      if (this.ended) {
-        await s.end()
-        return
-      }
-      this.session = s
-      // A backend in a lock wait notices a vanished client only with client_connection_check_interval
-      // (PostgreSQL 14+): without it, a crashed waiter's backend would keep the turnstile (or its
-      // place in the queue) until its wait returned.
-      await s.query(
-        `SELECT set_config('statement_timeout', $1, false),
-                CASE WHEN current_setting('server_version_num')::integer >= 140000
-                     THEN set_config('client_connection_check_interval', $2, false) END`,
-        [String(BLOCK_STATEMENT_MS), String(CONNECTION_CHECK_MS)],
-      )
+      const s = await this.openBlocking()
+      if (s === null) return
       // The server ends each wait at BLOCK_STATEMENT_MS; this side waits that long plus a call's bound.
       const bound = BLOCK_STATEMENT_MS + s.callTimeoutMs
       for (;;) {
@@ -191,24 +201,7 @@ export class SessionLockWaiter {
       // Owner now. Whoever had the turnstile before was granted (its row is committed) or gave up.
       this.phase = 'peeking'
       const holds = await peekHolds(s, this.schema, this.key)
-      let t: Target | null = holds.length >= limit ? targetOf(holds) : null
-      for (;;) {
-        if (this.ended) return
-        if (t === null) {
-          t = await this.wake()
-          continue
-        }
-        this.phase = 'blocking'
-        this.current = t
-        try {
-          // Shared, and released when the statement ends: it never stands in a claimer's way for long.
-          await s.query('SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)', [t.lock.classId, t.lock.objectId], bound)
-        } catch (err) {
-          if (!statementTimedOut(err)) throw err
-          continue // still held after BLOCK_STATEMENT_MS: block again
-        }
-        t = null
-      }
+      await this.blockOn(s, holds.length >= limit ? targetOf(holds) : null, async () => null)
     } catch {
       // A lost session (or one that could not open): NOTIFY and polling wake this waiter
       // meanwhile, and the next busy answer queues again on a new session.
@@ -219,47 +212,47 @@ export class SessionLockWaiter {
   /** A queued waiter: no turnstile; blocks on what the busy answers name, one at a time. */
   private async runQueued(first: Target | null): Promise<void> {
     try {
-      const s = await this.open()
-      if (this.ended) {
-        await s.end()
-        return
-      }
-      this.session = s
-      await s.query(
-        `SELECT set_config('statement_timeout', $1, false),
-                CASE WHEN current_setting('server_version_num')::integer >= 140000
-                     THEN set_config('client_connection_check_interval', $2, false) END`,
-        [String(BLOCK_STATEMENT_MS), String(CONNECTION_CHECK_MS)],
-      )
-      const bound = BLOCK_STATEMENT_MS + s.callTimeoutMs
-      let t: Target | null = first
-      if (t === null) {
-        // No target yet: wait (without calling back) for a busy answer that names one.
-        t = await new Promise<Target>((resolve) => {
+      const s = await this.openBlocking()
+      if (s === null) return
+      // No target yet: wait (without calling back) for a busy answer that names one.
+      const t =
+        first ??
+        (await new Promise<Target>((resolve) => {
           this.next = resolve
-        })
-      }
-      for (;;) {
-        if (this.ended) return
-        if (t === null) {
-          t = await this.wake()
-          continue
-        }
-        this.phase = 'blocking'
-        this.current = t
-        try {
-          await s.query('SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)', [t.lock.classId, t.lock.objectId], bound)
-        } catch (err) {
-          if (!statementTimedOut(err)) throw err
-          continue
-        }
-        // Whatever we waited for is gone. Only when our turn may have come does the engine claim:
-        // a waiter whose predecessor was just served blocks again without a claim (one wake per
-        // hand-off, as with the turnstile).
-        t = await this.nextInQueue(s)
-      }
+        }))
+      // Whatever we waited for is gone. Only when our turn may have come does the engine claim:
+      // a waiter whose predecessor was just served blocks again without a claim (one wake per
+      // hand-off, as with the turnstile).
+      await this.blockOn(s, t, () => this.nextInQueue(s))
     } catch {
       this.reset()
+    }
+  }
+
+  /**
+   * Blocks on each target in turn until the waiter ends; when a wait returns, `after` names the
+   * next target, or null to call the engine back (and wait for its next busy answer).
+   */
+  private async blockOn(s: Session, first: Target | null, after: () => Promise<Target | null>): Promise<void> {
+    // The server ends each wait at BLOCK_STATEMENT_MS; this side waits that long plus a call's bound.
+    const bound = BLOCK_STATEMENT_MS + s.callTimeoutMs
+    let t = first
+    for (;;) {
+      if (this.ended) return
+      if (t === null) {
+        t = await this.wake()
+        continue
+      }
+      this.phase = 'blocking'
+      this.current = t
+      try {
+        // Shared, and released when the statement ends: it never stands in a claimer's way for long.
+        await s.query('SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)', [t.lock.classId, t.lock.objectId], bound)
+      } catch (err) {
+        if (!statementTimedOut(err)) throw err
+        continue // still held after BLOCK_STATEMENT_MS: block again
+      }
+      t = await after()
     }
   }
 

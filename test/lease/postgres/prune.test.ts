@@ -1,26 +1,18 @@
 // pruneLeaseKeys on the PostgreSQL store: removes keys with no hold and no live waiter that have
 // been idle long enough, never a key a concurrent claim is using, and fences never go back.
 import { randomBytes } from 'node:crypto'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { acquireLease, inspectLeases, listLeaseKeys, pruneLeaseKeys, tryAcquireLease } from '../../../lib/index.js'
 import { PostgresStore } from '../../../lib/lease/postgres/index.js'
 import { type ClaimFault, functionsSql } from '../../../lib/lease/postgres/schema.js'
-import { JsonChild, cleanup, leaseLib, removeLeaseLib } from '../../helpers/lease.js'
-import { closeClients, connect, connectionString, freshSchema } from '../../helpers/pg.js'
+import { JsonChild, leaseLib } from '../../helpers/lease.js'
+import { connect, connectionString, freshSchema, storesClosedAfterEach } from '../../helpers/pg.js'
 
 type Opts = { connectionString: string; schema: string; ttlMs: number }
-const stores: PostgresStore[] = []
-afterEach(async () => {
-  await cleanup()
-  for (const s of stores.splice(0)) await s.close()
-  await closeClients()
-})
-afterAll(removeLeaseLib)
+const track = storesClosedAfterEach()
 
 function open(o: Opts): PostgresStore {
-  const s = new PostgresStore(o)
-  stores.push(s)
-  return s
+  return track(new PostgresStore(o))
 }
 
 async function setup(faults: readonly ClaimFault[] = []): Promise<Opts> {

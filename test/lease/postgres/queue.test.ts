@@ -2,25 +2,17 @@
 // across processes; `try` does not jump it; dead and aborted waiters leave it at once) and the
 // takeover notice (each crashed holder is announced to exactly one later holder).
 import { randomBytes } from 'node:crypto'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { type Lease, acquireLease, inspectLeases, reclaimLeases, tryAcquireLease } from '../../../lib/index.js'
 import { PostgresStore } from '../../../lib/lease/postgres/index.js'
-import { type Interval, JsonChild, type Msg, cleanup, leaseLib, removeLeaseLib } from '../../helpers/lease.js'
-import { closeClients, connect, connectionString, freshSchema } from '../../helpers/pg.js'
+import { type Interval, JsonChild, type Msg, leaseLib } from '../../helpers/lease.js'
+import { connect, connectionString, freshSchema, storesClosedAfterEach } from '../../helpers/pg.js'
 
 type Opts = { connectionString: string; schema: string; ttlMs: number }
-const stores: PostgresStore[] = []
-afterEach(async () => {
-  await cleanup()
-  for (const s of stores.splice(0)) await s.close()
-  await closeClients()
-})
-afterAll(removeLeaseLib)
+const track = storesClosedAfterEach()
 
 function open(o: Opts): PostgresStore {
-  const s = new PostgresStore(o)
-  stores.push(s)
-  return s
+  return track(new PostgresStore(o))
 }
 
 async function setup(): Promise<Opts> {

@@ -5,12 +5,12 @@
 // goes with its session to the next waiter.
 import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { type Lease, acquireLease } from '../../../lib/index.js'
 import { PostgresStore } from '../../../lib/lease/postgres/index.js'
 import type { KeyWatch, WakeHint } from '../../../lib/lease/store.js'
-import { JsonChild, cleanup, leaseLib, removeLeaseLib } from '../../helpers/lease.js'
-import { closeClients, connect, connectionString, freshSchema } from '../../helpers/pg.js'
+import { JsonChild, leaseLib } from '../../helpers/lease.js'
+import { connect, connectionString, freshSchema, storesClosedAfterEach } from '../../helpers/pg.js'
 
 /** The turnstile's lock class (calls.ts TURNSTILE_LOCK_CLASS), as pg_locks shows it. */
 const TURNSTILE_CLASS = 7070
@@ -32,18 +32,10 @@ class CountingStore extends PostgresStore {
 }
 
 type Opts = { connectionString: string; schema: string; ttlMs: number }
-const stores: PostgresStore[] = []
-afterEach(async () => {
-  await cleanup()
-  for (const s of stores.splice(0)) await s.close()
-  await closeClients()
-})
-afterAll(removeLeaseLib)
+const track = storesClosedAfterEach()
 
 function counting(o: Opts): CountingStore {
-  const s = new CountingStore(o)
-  stores.push(s)
-  return s
+  return track(new CountingStore(o))
 }
 
 /** Polls the server until `cond` holds: the waiters' state is visible only in pg_locks. */
@@ -85,7 +77,7 @@ describe('PostgreSQL store: the turnstile', () => {
     const o: Opts = { connectionString: connectionString(), schema: await freshSchema(admin), ttlMs: 120_000 }
     const k = `k-${randomBytes(4).toString('hex')}`
     const first = new PostgresStore(o)
-    stores.push(first)
+    track(first)
     let held: Lease = await acquireLease({ key: k, limit: 1, store: first })
     const waiters = [counting(o), counting(o), counting(o)]
     // Three acquires always pending: a granted waiter's store asks again at once.
@@ -131,7 +123,7 @@ describe('PostgreSQL store: the turnstile', () => {
     const o: Opts = { connectionString: connectionString(), schema: await freshSchema(admin), ttlMs: 120_000 }
     const k = `k-${randomBytes(4).toString('hex')}`
     const first = new PostgresStore(o)
-    stores.push(first)
+    track(first)
     const held = await acquireLease({ key: k, limit: 1, store: first })
     // The first waiter, in a process of its own: it gets the turnstile and blocks on the holder.
     const owner = new JsonChild('../postgres/fixtures/store-agent.mjs', [await leaseLib(), JSON.stringify(o)])
