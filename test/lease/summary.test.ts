@@ -4,6 +4,9 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { acquireLease, inspectLeases, tryAcquireLease } from '../../lib/index.js'
+import { selfHolder } from '../../lib/lease/engine.js'
+import { FileStore } from '../../lib/lease/file/index.js'
+import type { ClaimAttempt, ClaimRequest } from '../../lib/lease/store.js'
 import { keyDirName } from '../../lib/lease/root.js'
 import { addSlot, emptySummary, lowestFree, readSummary, removeSlot, slotCount, usedWeight, writeSummary } from '../../lib/lease/file/summary.js'
 import { cleanup, freshRoot, removeLeaseLib } from '../helpers/lease.js'
@@ -64,7 +67,11 @@ describe('a summary that does not check out', () => {
 
   it('makes the next claim judge every holder: a torn summary that says "empty" admits nobody extra', async () => {
     const { root } = freshRoot()
-    const held = await acquireLease({ key: 'torn', limit: 1, lockRoot: root })
+    // The live hold sits at slot 1, slot 0 is free: nothing but the summary says the key is full.
+    const gone = await acquireLease({ key: 'torn', limit: 2, lockRoot: root })
+    const held = await acquireLease({ key: 'torn', limit: 2, lockRoot: root })
+    expect(held.slot).toBe(1)
+    await gone.release()
     // Overwrite the summary with an empty one whose crc is wrong, but which otherwise says the
     // directory is unchanged since it was written (its mtime and the counter as they are now):
     // only the crc stands between it and a second holder.
@@ -91,5 +98,29 @@ describe('a summary that does not check out', () => {
     expect(await tryAcquireLease({ key: 'hand', limit: 2, lockRoot: root })).toBeNull()
     expect(fs.readFileSync(join(dir, 'slot-1'), 'utf8')).toBe('not a record')
     expect(await first.release()).toBe(true)
+  })
+})
+
+describe('a grant whose summary was never written (its claimer killed in between)', () => {
+  const request = (limit: number): ClaimRequest => ({ key: 'k', limit, weight: 1, metadata: {}, holder: selfHolder(), fair: false, mode: 'try', place: null })
+  const granted = (a: ClaimAttempt) => {
+    if (a.kind !== 'granted') throw new Error(`expected a grant, got ${a.kind}`)
+    return a.hold
+  }
+
+  it('is not hidden by a release that rewrites the summary: the next claim still counts it', async () => {
+    const { root } = freshRoot()
+    const normal = new FileStore({ root })
+    const killedMidway = new FileStore({ root, faults: { skipSummarySave: true } })
+    const first = granted(normal.claimNow(request(2)))
+    const unsaved = granted(killedMidway.claimNow(request(2)))
+    expect(unsaved.slot).toBe(1)
+    // The summary still says "slot 0 only"; this release must not make that look current.
+    expect(await normal.release(first)).toBe(true)
+    expect(normal.claimNow(request(1)).kind).toBe('busy')
+    expect((await inspectLeases({ key: 'k', lockRoot: root })).active).toBe(1)
+    expect(await killedMidway.release(unsaved)).toBe(true)
+    await normal.close()
+    await killedMidway.close()
   })
 })

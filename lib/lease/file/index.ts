@@ -84,6 +84,11 @@ export interface FileStoreFaults {
   quietLoss?: boolean
   /** Leaving the queue does nothing: the place stays, held, until the process ends. */
   leaveIgnored?: boolean
+  /**
+   * A claim's pass leaves the summary unwritten after publishing, as a claimer killed between
+   * the two would (here its hold stays live, which is what a later reader must not miss).
+   */
+  skipSummarySave?: boolean
   /** Called by prune under the key's gate, once the key is found idle, before it is removed. */
   beforePruneRemove?: () => void
 }
@@ -441,7 +446,7 @@ export class FileStore implements LeaseStore {
       }
     }
     try {
-      if (pass.unsaved && pass.s !== null) this.withCounter(gateFd, dir, (gfd) => this.saveSummary(gfd, dir, pass.s as Summary))
+      if (pass.unsaved && pass.s !== null && this.faults.skipSummarySave !== true) this.withCounter(gateFd, dir, (gfd) => this.saveSummary(gfd, dir, pass.s as Summary))
     } catch {
       // The grants stand: their records are in place and their locks held. A summary that could
       // not be written (a full disk, a vanished directory) is one whose recorded counter no longer
@@ -470,7 +475,7 @@ export class FileStore implements LeaseStore {
       pass.keyFile = true
       return this.withCounter(gateFd, dir, (gfd) => {
         const out = this.decide(dir, gateFd, gfd, req, pass)
-        if (batch === undefined && pass.unsaved && pass.s !== null) this.saveSummary(gfd, dir, pass.s)
+        if (batch === undefined && pass.unsaved && pass.s !== null && this.faults.skipSummarySave !== true) this.saveSummary(gfd, dir, pass.s)
         return out
       })
     } catch (err) {
