@@ -257,6 +257,32 @@ describe('stress checker', () => {
     ).toEqual(['deadlock', 'error', 'litter', 'unexpected_exit'])
   })
 
+  it('a takeover notice left for a killed holder is no litter; more notices than killed holders, or a live process\'s queue place, are', () => {
+    const killedHolder = { events: cycle({ t0: 10, s: 20, t2: 30 }).slice(0, 2), killedAt: 25 }
+    expect(
+      kinds({
+        workers: { 0: killedHolder, 1: { events: cycle({ t0: 40, s: 50, t2: 60 }) } },
+        before: [{ path: 'k-x/slot-0', kind: 'slot', pid: 1000 }],
+        after: [{ path: 'k-x/notice-5', kind: 'notice' }],
+      }),
+    ).toEqual([])
+    expect(
+      kinds({
+        workers: { 0: killedHolder, 1: { events: cycle({ t0: 40, s: 50, t2: 60 }) } },
+        after: [
+          { path: 'k-x/notice-5', kind: 'notice' },
+          { path: 'k-x/notice-6', kind: 'notice' },
+        ],
+      }),
+    ).toEqual(['litter'])
+    expect(
+      kinds({
+        workers: { 0: killedHolder, 1: { events: cycle({ t0: 40, s: 50, t2: 60 }) } },
+        before: [{ path: 'k-x/wait-3', kind: 'place', pid: 1001 }],
+      }),
+    ).toEqual(['litter'])
+  })
+
   it('reports a waiter that answers far past its deadline, unless it was paused', () => {
     const late: Ev[] = [
       { ev: 'acq', t0: 10, key: 'k', limit: 1, mode: 'wait', waitMs: 100 },

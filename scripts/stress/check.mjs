@@ -575,9 +575,11 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
   const left = { beforeSweep: null, afterSweep: null }
   if (leftovers) {
     const classify = (snap) => {
-      const out = { slotRecords: 0, tmpFiles: 0, other: 0, entries: [] }
+      const out = { slotRecords: 0, places: 0, notices: 0, tmpFiles: 0, other: 0, entries: [] }
       for (const ent of snap) {
         if (ent.kind === 'slot') out.slotRecords++
+        else if (ent.kind === 'place') out.places++
+        else if (ent.kind === 'notice') out.notices++
         else if (ent.kind === 'tmp') out.tmpFiles++
         else out.other++
         out.entries.push(ent)
@@ -587,12 +589,17 @@ export function checkRun(run, { maxPerKind = 5 } = {}) {
     left.beforeSweep = classify(leftovers.before)
     left.afterSweep = classify(leftovers.after)
     for (const ent of leftovers.before) {
-      if (ent.kind === 'slot' && !killedPids.has(ent.pid) && !(networked && lostPids.has(ent.pid))) {
-        violate('litter', { when: 'before final sweep', path: ent.path, pid: ent.pid, detail: 'slot record of a process that was not killed' })
+      if ((ent.kind === 'slot' || ent.kind === 'place') && !killedPids.has(ent.pid) && !(networked && lostPids.has(ent.pid))) {
+        violate('litter', { when: 'before final sweep', path: ent.path, pid: ent.pid, detail: `${ent.kind === 'slot' ? 'slot record' : 'queue place'} of a process that was not killed` })
       }
       if (ent.kind === 'other') violate('litter', { when: 'before final sweep', path: ent.path, detail: 'unexpected entry' })
     }
-    for (const ent of leftovers.after) violate('litter', { when: 'after final sweep', path: ent.path, kind: ent.kind })
+    // A takeover notice stays until the key's next grant (there is none after the run): one at most
+    // for each holder killed while holding. Anything else after the sweep is litter.
+    const killedHolding = holds.filter((h) => h.end === 'killed').length
+    const noticesLeft = leftovers.after.filter((ent) => ent.kind === 'notice')
+    if (noticesLeft.length > killedHolding) violate('litter', { when: 'after final sweep', detail: `${noticesLeft.length} takeover notices for ${killedHolding} holders killed` })
+    for (const ent of leftovers.after) if (ent.kind !== 'notice') violate('litter', { when: 'after final sweep', path: ent.path, kind: ent.kind })
   } else {
     violate('litter', { detail: 'no leftovers snapshot (the run did not finish)' })
   }

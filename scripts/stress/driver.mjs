@@ -95,8 +95,11 @@ function listLeftovers(root) {
     }
     for (const n of fs.readdirSync(p)) {
       if (n === 'gate' || n === 'key') continue
-      const ent = { path: `${name}/${n}`, kind: /^slot-\d+$/.test(n) ? 'slot' : /^tmp-[0-9a-f]{32}$/.test(n) ? 'tmp' : 'other' }
-      if (ent.kind === 'slot') {
+      // slot: a record; place: a waiter's place in the key's queue (a record too); notice: a takeover
+      // notice of a holder reclaimed after its death, waiting for the key's next grant.
+      const kind = /^slot-\d+$/.test(n) ? 'slot' : /^wait-\d+$/.test(n) ? 'place' : /^notice-\d+$/.test(n) ? 'notice' : /^tmp-[0-9a-f]{32}$/.test(n) ? 'tmp' : 'other'
+      const ent = { path: `${name}/${n}`, kind }
+      if (ent.kind === 'slot' || ent.kind === 'place') {
         try {
           ent.pid = JSON.parse(fs.readFileSync(join(p, n), 'utf8')).pid
         } catch {
