@@ -118,3 +118,17 @@ export function storesClosedAfterEach(): <S extends { close(): Promise<void> }>(
     return store
   }
 }
+
+/**
+ * Polls (backing off to 50 ms) until `cond` holds; throws after `maxMs`. For state that only
+ * inspection or pg_locks shows (a waiter in the queue, a backend in a lock wait).
+ */
+export async function pollUntil(what: string, cond: () => Promise<boolean>, maxMs = 20_000): Promise<void> {
+  const end = performance.now() + maxMs
+  let pause = 1
+  while (!(await cond())) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, pause))
+    pause = Math.min(pause * 2, 50)
+  }
+}

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { type Lease, acquireLease, inspectLeases, reclaimLeases, tryAcquireLease } from '../../../lib/index.js'
 import { PostgresStore } from '../../../lib/lease/postgres/index.js'
 import { type Interval, JsonChild, type Msg, leaseLib } from '../../helpers/lease.js'
-import { connect, connectionString, freshSchema, storesClosedAfterEach } from '../../helpers/pg.js'
+import { connect, connectionString, freshSchema, pollUntil, storesClosedAfterEach } from '../../helpers/pg.js'
 
 type Opts = { connectionString: string; schema: string; ttlMs: number }
 const track = storesClosedAfterEach()
@@ -23,16 +23,6 @@ async function setup(): Promise<Opts> {
 
 const newKey = (): string => `k-${randomBytes(4).toString('hex')}`
 
-/** Polls until `cond` holds: waiters' places are visible only through inspection. */
-async function untilTrue(what: string, cond: () => Promise<boolean>, maxMs = 15_000): Promise<void> {
-  const end = performance.now() + maxMs
-  let pause = 1
-  while (!(await cond())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, pause))
-    pause = Math.min(pause * 2, 50)
-  }
-}
 
 async function waiting(store: PostgresStore, key: string): Promise<number> {
   return (await inspectLeases({ key, store })).waiting
@@ -135,7 +125,7 @@ describe('PostgreSQL store: the queue (first come, first served)', () => {
       reply.catch(() => undefined)
       replies.push(reply)
       // Arrival is sequenced: the next waiter starts only once this one holds its place.
-      await untilTrue(`waiter ${i} queued`, async () => (await waiting(s, k)) === i + 1)
+      await pollUntil(`waiter ${i} queued`, async () => (await waiting(s, k)) === i + 1)
     }
     // A free slot would go to the head, never to a claim that does not queue.
     await held.release()
@@ -161,13 +151,13 @@ describe('PostgreSQL store: the queue (first come, first served)', () => {
     const h2 = await acquireLease({ key: k, limit: 2, store: s0 })
     const heavy = acquireLease({ key: k, limit: 2, weight: 2, store: sa, waitMs: 60_000 })
     heavy.catch(() => undefined)
-    await untilTrue('the heavy waiter queued', async () => (await waiting(s0, k)) === 1)
+    await pollUntil('the heavy waiter queued', async () => (await waiting(s0, k)) === 1)
     await h1.release()
     // One unit is free and would fit a light claim, but the heavy waiter came first.
     expect(await tryAcquireLease({ key: k, limit: 2, store: sb })).toBeNull()
     const light = acquireLease({ key: k, limit: 2, store: sb, waitMs: 60_000 })
     light.catch(() => undefined)
-    await untilTrue('the light waiter queued behind it', async () => (await waiting(s0, k)) === 2)
+    await pollUntil('the light waiter queued behind it', async () => (await waiting(s0, k)) === 2)
     expect(await settled(light)).toBe('pending')
     await h2.release()
     const hl = await heavy
@@ -186,7 +176,7 @@ describe('PostgreSQL store: the queue (first come, first served)', () => {
     const h2 = await acquireLease({ key: k, limit: 2, store: s0 })
     const heavy = acquireLease({ key: k, limit: 2, weight: 2, store: open(o), waitMs: 60_000 })
     heavy.catch(() => undefined)
-    await untilTrue('the heavy waiter queued', async () => (await waiting(s0, k)) === 1)
+    await pollUntil('the heavy waiter queued', async () => (await waiting(s0, k)) === 1)
     await h1.release()
     const barger = await tryAcquireLease({ key: k, limit: 2, store: open(o), fair: false })
     expect(barger).not.toBeNull()
@@ -203,13 +193,13 @@ describe('PostgreSQL store: the queue (first come, first served)', () => {
     const held = await acquireLease({ key: k, limit: 1, store: s })
     const doomed = await agentOn(o)
     void doomed.call({ op: 'acquire', opts: { key: k, limit: 1, waitMs: 60_000 } }).catch(() => undefined)
-    await untilTrue('the doomed waiter queued', async () => (await waiting(s, k)) === 1)
+    await pollUntil('the doomed waiter queued', async () => (await waiting(s, k)) === 1)
     const behind = acquireLease({ key: k, limit: 1, store: open(o), waitMs: 60_000 })
     behind.catch(() => undefined)
-    await untilTrue('a waiter queued behind it', async () => (await waiting(s, k)) === 2)
+    await pollUntil('a waiter queued behind it', async () => (await waiting(s, k)) === 2)
     await doomed.kill()
     // Judged by its session witness: gone as soon as its session is.
-    await untilTrue('the dead place no longer counted', async () => (await waiting(s, k)) === 1)
+    await pollUntil('the dead place no longer counted', async () => (await waiting(s, k)) === 1)
     await held.release()
     const lease = await behind
     expect(await waiting(s, k)).toBe(0)
@@ -224,10 +214,10 @@ describe('PostgreSQL store: the queue (first come, first served)', () => {
     const ac = new AbortController()
     const aborted = acquireLease({ key: k, limit: 1, store: open(o), waitMs: 60_000, signal: ac.signal })
     aborted.catch(() => undefined)
-    await untilTrue('the waiter queued', async () => (await waiting(s, k)) === 1)
+    await pollUntil('the waiter queued', async () => (await waiting(s, k)) === 1)
     const behind = acquireLease({ key: k, limit: 1, store: open(o), waitMs: 60_000 })
     behind.catch(() => undefined)
-    await untilTrue('a second waiter queued', async () => (await waiting(s, k)) === 2)
+    await pollUntil('a second waiter queued', async () => (await waiting(s, k)) === 2)
     ac.abort()
     await expect(aborted).rejects.toMatchObject({ code: 'aborted' })
     expect(await waiting(s, k)).toBe(1)

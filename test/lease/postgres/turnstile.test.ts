@@ -10,7 +10,7 @@ import { type Lease, acquireLease } from '../../../lib/index.js'
 import { PostgresStore } from '../../../lib/lease/postgres/index.js'
 import type { KeyWatch, WakeHint } from '../../../lib/lease/store.js'
 import { JsonChild, leaseLib } from '../../helpers/lease.js'
-import { connect, connectionString, freshSchema, storesClosedAfterEach } from '../../helpers/pg.js'
+import { connect, connectionString, freshSchema, pollUntil, storesClosedAfterEach } from '../../helpers/pg.js'
 
 /** The turnstile's lock class (calls.ts TURNSTILE_LOCK_CLASS), as pg_locks shows it. */
 const TURNSTILE_CLASS = 7070
@@ -38,16 +38,6 @@ function counting(o: Opts): CountingStore {
   return track(new CountingStore(o))
 }
 
-/** Polls the server until `cond` holds: the waiters' state is visible only in pg_locks. */
-async function untilServer(what: string, cond: () => Promise<boolean>, maxMs = 20_000): Promise<void> {
-  const end = performance.now() + maxMs
-  let pause = 1
-  while (!(await cond())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, pause))
-    pause = Math.min(pause * 2, 50)
-  }
-}
 
 interface LockView {
   /** Backends granted / waiting for a turnstile lock of this database. */
@@ -93,7 +83,7 @@ describe('PostgreSQL store: the turnstile', () => {
     for (let i = 0; i < handOffs; i++) {
       // Settled: every waiter's session is in a lock wait, on the holder's session lock or (here,
       // all but one) on the turnstile; a waiter that gave up its watch may linger in the queue.
-      await untilServer('three waiters in lock waits, one on the holder', async () => {
+      await pollUntil('three waiters in lock waits, one on the holder', async () => {
         const l = await locks(admin, o.schema)
         return l.turnstileWaiting + l.holdWaiting >= 3 && l.holdWaiting >= 1
       })
@@ -129,17 +119,17 @@ describe('PostgreSQL store: the turnstile', () => {
     const owner = new JsonChild('../postgres/fixtures/store-agent.mjs', [await leaseLib(), JSON.stringify(o)])
     await owner.expect('ready')
     owner.send({ op: 'acquire', opts: { key: k, limit: 1, waitMs: 60_000, fair: false } })
-    await untilServer('the other process owning the turnstile', async () => {
+    await pollUntil('the other process owning the turnstile', async () => {
       const l = await locks(admin, o.schema)
       return l.turnstileGranted === 1 && l.holdWaiting === 1
     })
     const w = counting(o)
     const waiting = acquireLease({ key: k, limit: 1, store: w, waitMs: 60_000, fair: false })
     waiting.catch(() => undefined)
-    await untilServer('this waiter queued behind it', async () => (await locks(admin, o.schema)).turnstileWaiting === 1)
+    await pollUntil('this waiter queued behind it', async () => (await locks(admin, o.schema)).turnstileWaiting === 1)
     await owner.kill()
     // The owner's session ended with it: this waiter owns the turnstile and blocks on the holder.
-    await untilServer('the turnstile handed on', async () => {
+    await pollUntil('the turnstile handed on', async () => {
       const l = await locks(admin, o.schema)
       return l.turnstileGranted === 1 && l.turnstileWaiting === 0 && l.holdWaiting === 1
     })
